@@ -1,0 +1,179 @@
+//! Search spaces from TOML: the shipped presets (`train/presets/*.toml`) and user files.
+//!
+//! Keys: `width_mult`, `ks`, `e`, `d` (required); `in_channels`, `resolution`, `classes`
+//! (taken from the dataset when absent); `base_widths` (stem, first block, one per stage,
+//! final expand, feature mix), `strides`, `acts` (`"relu"` / `"h_swish"`), `se` (optional,
+//! the original OFA MobileNetV3 layout by default). Unknown keys are errors.
+
+use serde::Deserialize;
+use supernet_format::space::{OFA_ACTS, OFA_BASE_WIDTHS, OFA_SE, OFA_STRIDES, SpaceParams};
+use supernet_format::{Act, Space};
+
+/// Presets shipped with the tool: `(name, TOML text)`.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("w1.0", include_str!("../presets/w1.0.toml")),
+    ("w0.5", include_str!("../presets/w0.5.toml")),
+];
+
+/// A parsed space file; dataset-dependent fields may be missing.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceFile {
+    pub width_mult: f64,
+    pub ks: Vec<u8>,
+    pub e: Vec<u8>,
+    pub d: Vec<u8>,
+    pub in_channels: Option<u32>,
+    pub resolution: Option<u32>,
+    pub classes: Option<u32>,
+    pub base_widths: Option<Vec<u32>>,
+    pub strides: Option<Vec<u32>>,
+    pub acts: Option<Vec<String>>,
+    pub se: Option<Vec<bool>>,
+    pub max_depth: Option<usize>,
+}
+
+/// The shape of the data a space is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataShape {
+    pub channels: u32,
+    pub rows: u32,
+    pub cols: u32,
+    pub classes: u32,
+}
+
+impl SpaceFile {
+    /// Parses TOML text; `origin` names the file or preset in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<SpaceFile, String> {
+        toml::from_str(text).map_err(|e| format!("{origin}: {e}"))
+    }
+
+    /// A shipped preset by name.
+    pub fn preset(name: &str) -> Result<SpaceFile, String> {
+        let (_, text) = PRESETS.iter().find(|(n, _)| *n == name).ok_or_else(|| {
+            let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            format!("unknown preset {name:?} (presets: {})", names.join(", "))
+        })?;
+        SpaceFile::parse(text, &format!("preset {name}"))
+    }
+
+    /// The space for data of `shape`; fields given in the file must agree with the data.
+    pub fn build(&self, shape: DataShape, origin: &str) -> Result<Space, String> {
+        if shape.rows != shape.cols {
+            return Err(format!(
+                "images are {}x{}; the supernet needs square images",
+                shape.rows, shape.cols
+            ));
+        }
+        let pick = |field: &str, given: Option<u32>, data: u32| -> Result<u32, String> {
+            match given {
+                Some(v) if v != data => Err(format!(
+                    "{origin}: {field} = {v} but the dataset has {data}"
+                )),
+                _ => Ok(data),
+            }
+        };
+        let in_channels = pick("in_channels", self.in_channels, shape.channels)?;
+        let resolution = pick("resolution", self.resolution, shape.rows)?;
+        let classes = match self.classes {
+            Some(c) if c < shape.classes => {
+                return Err(format!(
+                    "{origin}: classes = {c} but the dataset has labels up to {}",
+                    shape.classes - 1
+                ));
+            }
+            Some(c) => c,
+            None => shape.classes,
+        };
+        self.build_with(in_channels, resolution, classes, origin)
+    }
+
+    /// The space with explicit input shape and classes.
+    pub fn build_with(
+        &self,
+        in_channels: u32,
+        resolution: u32,
+        classes: u32,
+        origin: &str,
+    ) -> Result<Space, String> {
+        let acts: Vec<Act> = match &self.acts {
+            None => OFA_ACTS.to_vec(),
+            Some(v) => v
+                .iter()
+                .map(|a| match a.as_str() {
+                    "relu" => Ok(Act::Relu),
+                    "h_swish" | "hswish" => Ok(Act::HSwish),
+                    other => Err(format!(
+                        "{origin}: acts: unknown activation {other:?} (use \"relu\" or \"h_swish\")"
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let p = SpaceParams {
+            width_mult: self.width_mult,
+            in_channels,
+            resolution,
+            classes,
+            base_widths: self.base_widths.as_deref().unwrap_or(&OFA_BASE_WIDTHS),
+            strides: self.strides.as_deref().unwrap_or(&OFA_STRIDES),
+            acts: &acts,
+            se: self.se.as_deref().unwrap_or(&OFA_SE),
+            ks: &self.ks,
+            e: &self.e,
+            d: &self.d,
+            max_depth: self.max_depth,
+        };
+        Space::from_params(&p).map_err(|e| format!("{origin}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FMNIST: DataShape = DataShape {
+        channels: 1,
+        rows: 28,
+        cols: 28,
+        classes: 10,
+    };
+
+    #[test]
+    fn presets_parse_and_build() {
+        for (name, _) in PRESETS {
+            let s = SpaceFile::preset(name)
+                .unwrap()
+                .build(FMNIST, name)
+                .unwrap();
+            assert_eq!((s.in_channels, s.resolution, s.classes), (1, 28, 10));
+            assert_eq!(s.n_slots(), 20);
+        }
+        assert!(SpaceFile::preset("nope").unwrap_err().contains("w1.0"));
+    }
+
+    #[test]
+    fn bad_files_give_clear_errors() {
+        let e = SpaceFile::parse(
+            "width_mult = 1.0\nks=[3]\ne=[3]\nd=[2]\nkernel=7\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert!(e.contains("f.toml") && e.contains("kernel"), "{e}");
+        let f = SpaceFile::parse("width_mult = 1.0\nks=[3, 4]\ne=[3]\nd=[2]\n", "f.toml").unwrap();
+        let e = f.build(FMNIST, "f.toml").unwrap_err();
+        assert!(e.contains("ks"), "{e}");
+        let f = SpaceFile::parse(
+            "width_mult = 1.0\nks=[3]\ne=[3]\nd=[2]\nresolution = 32\n",
+            "f.toml",
+        )
+        .unwrap();
+        let e = f.build(FMNIST, "f.toml").unwrap_err();
+        assert!(e.contains("resolution = 32") && e.contains("28"), "{e}");
+        let f = SpaceFile::parse(
+            "width_mult = 1.0\nks=[3]\ne=[3]\nd=[2]\nacts=[\"gelu\"]\n",
+            "f.toml",
+        )
+        .unwrap();
+        assert!(f.build(FMNIST, "f.toml").unwrap_err().contains("gelu"));
+    }
+}
