@@ -1,0 +1,101 @@
+//! `supernet`: train a once-for-all supernet on an IDX dataset, write one weight-sharing
+//! artifact, and inspect or evaluate it through the no_std runtime.
+
+mod eval_cmd;
+mod info_cmd;
+mod modelfile;
+mod train_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "supernet",
+    version,
+    about = "Train a once-for-all supernet once; run any of its subnets on a device."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an elastic supernet, recalibrate BN per stored subnet, write the artifact, and
+    /// evaluate the stored subnets through the runtime on the test split.
+    Train(train_cmd::TrainArgs),
+    /// Run the test split through the runtime for every stored subnet.
+    Eval(EvalArgs),
+    /// Show an artifact's header, search space and stored subnets.
+    Info(InfoArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The artifact (.snet).
+    model: PathBuf,
+    /// Directory with the IDX test files (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]).
+    #[arg(long)]
+    data: PathBuf,
+    /// Print JSON (documented in the README) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Evaluate only the first N test images.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// The artifact (.snet).
+    model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn init_threads(threads: Option<usize>) -> anyhow::Result<usize> {
+    let n = match threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| anyhow::anyhow!("cannot start {n} threads: {e}"))?;
+    Ok(n)
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Train(a) => {
+            let threads = init_threads(a.threads.map(|t| t as usize))?;
+            train_cmd::run(a, threads)
+        }
+        Command::Eval(a) => {
+            init_threads(a.threads)?;
+            eval_cmd::run(&a.model, &a.data, a.json, a.limit)
+        }
+        Command::Info(a) => info_cmd::run(&a.model, a.json),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
