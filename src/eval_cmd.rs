@@ -164,8 +164,11 @@ pub fn config_summary(c: &supernet_format::SubnetConfig, max_depth: usize) -> St
     parts.join(" ")
 }
 
-pub fn print_table(results: &[SubnetResult], max_depth: usize, images: usize) {
-    println!(
+pub fn table(results: &[SubnetResult], max_depth: usize, images: usize) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
         "{:>3}  {:<12} {:>7} {:>8} {:>10} {:>8} {:>9} {:>7}  config (per stage: depth, kernel+expand of each block)",
         "id", "name", "MMACs", "params", "arena", "val acc", "test acc", "ms/img"
     );
@@ -175,7 +178,8 @@ pub fn print_table(results: &[SubnetResult], max_depth: usize, images: usize) {
         } else {
             format!("{:.2}%", 100.0 * r.val_accuracy)
         };
-        println!(
+        let _ = writeln!(
+            t,
             "{:>3}  {:<12} {:>7.2} {:>8} {:>10} {:>8} {:>8.2}% {:>7.3}  {}",
             r.id,
             r.name,
@@ -188,9 +192,11 @@ pub fn print_table(results: &[SubnetResult], max_depth: usize, images: usize) {
             config_summary(&r.config, max_depth)
         );
     }
-    println!(
+    let _ = writeln!(
+        t,
         "(test acc: {images} test images through the runtime; val acc: held-out training images; ms/img: one core)"
     );
+    t
 }
 
 pub fn run(
@@ -212,12 +218,10 @@ pub fn run(
     }
     let results = evaluate(&model, &test, n)?;
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&results_json(model_path, n, &results))?
-        );
+        crate::emit(&serde_json::to_string_pretty(&results_json(
+            model_path, n, &results,
+        ))?)
     } else {
-        print_table(&results, model.space().max_depth, n);
+        crate::emit(&table(&results, model.space().max_depth, n))
     }
-    Ok(())
 }

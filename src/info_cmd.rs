@@ -30,6 +30,8 @@ fn space_json(s: &Space) -> serde_json::Value {
 }
 
 pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    let mut out = String::new();
     let file = ModelFile::open(path)?;
     let model = file.model(path)?;
     let art = model.artifact();
@@ -67,16 +69,17 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
             "subnets": subnets,
             "meta": meta,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+        return crate::emit(&serde_json::to_string_pretty(&v)?);
     }
-    println!(
+    writeln!(
+        out,
         "{}: supernet artifact version {major}.{minor}, {} bytes",
         path.display(),
         file.bytes().len()
-    );
-    println!(
-        "input: {}x{}x{} (CHW f32, pixel x {} - mean {:?}) / std {:?}); {} classes",
+    )?;
+    writeln!(
+        out,
+        "input: {}x{}x{} CHW f32 = (pixel x {} - mean) / std, mean {:?}, std {:?}; {} classes",
         s.in_channels,
         s.resolution,
         s.resolution,
@@ -84,18 +87,21 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
         &model.prep().mean[..s.in_channels as usize],
         &model.prep().std[..s.in_channels as usize],
         s.classes
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "space: OFA MobileNetV3, width {}, kernel {}, expand {}, depth {} ({} stages x {} slots)",
         s.width_mult, s.ks, s.e, s.d, s.n_stages, s.max_depth
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  stem {} ch, first block {} ch, final expand {} ch, feature mix {} ch",
         s.stem_channels, s.first_block_channels, s.final_expand_channels, s.feature_mix_channels
-    );
+    )?;
     for (i, st) in s.stages().iter().enumerate() {
         let sl = slot(s, i * s.max_depth);
-        println!(
+        writeln!(
+            out,
             "  stage {}: {:>4} ch, stride {}, {:<7} se {:<5} ({}x{} -> {}x{}, max mid {})",
             i + 1,
             st.width,
@@ -107,17 +113,18 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
             sl.h_out,
             sl.h_out,
             sl.max_mid
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "largest subnet: {:.2} M MACs, {} params; smallest: {:.2} M MACs, {} params; arena for any subnet: {} bytes",
         largest.macs as f64 / 1e6,
         largest.params,
         smallest.macs as f64 / 1e6,
         smallest.params,
         model.max_arena_bytes()
-    );
-    println!("stored subnets: {}", model.subnet_count());
+    )?;
+    writeln!(out, "stored subnets: {}", model.subnet_count())?;
     for i in 0..model.subnet_count() {
         let Some(sub) = model.subnet(i) else { continue };
         let acc = if sub.accuracy.is_nan() {
@@ -125,7 +132,8 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
         } else {
             format!("{:.2}%", 100.0 * sub.accuracy)
         };
-        println!(
+        writeln!(
+            out,
             "  {:>3} {:<12} {:>6.2} M MACs {:>8} params {:>8} arena bytes, held-out acc {:>7}  {}",
             sub.id,
             sub.name,
@@ -134,11 +142,11 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
             model.arena_bytes(&sub.config),
             acc,
             config_summary(&sub.config, s.max_depth)
-        );
-        println!("      {}", sub.config);
+        )?;
+        writeln!(out, "      {}", sub.config)?;
     }
     if !meta.is_null() {
-        println!("meta: {meta}");
+        writeln!(out, "meta: {meta}")?;
     }
-    Ok(())
+    crate::emit(&out)
 }

@@ -26,6 +26,8 @@ use crate::modelfile::ModelFile;
 
 /// Training budget used when neither --epochs nor --minutes is given.
 pub const DEFAULT_MINUTES: f64 = 6.0;
+/// Search space used when neither --preset nor --space is given.
+pub const DEFAULT_PRESET: &str = "w0.5";
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -36,7 +38,8 @@ pub struct TrainArgs {
     /// Where to write the artifact (refuses to replace an existing file without --force).
     #[arg(long, value_name = "MODEL")]
     out: PathBuf,
-    /// A shipped search space: w1.0 (OFA MobileNetV3 width 1.0) or w0.5. Default: w1.0.
+    /// A shipped search space: w0.5 (OFA MobileNetV3 at width 0.5, the default) or w1.0
+    /// (the original width).
     #[arg(long, value_name = "NAME", conflicts_with = "space")]
     preset: Option<String>,
     /// A search space file (TOML; see train/presets/*.toml for the keys).
@@ -56,11 +59,23 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub threads: Option<u64>,
     /// Images per optimizer step (split over the threads).
-    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=8192))]
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..=8192))]
     batch_size: u64,
     /// Peak learning rate (SGD, Nesterov momentum 0.9, warm-up then cosine).
-    #[arg(long, value_name = "LR", default_value_t = 0.1, value_parser = positive_f32)]
+    #[arg(long, value_name = "LR", default_value_t = 0.025, value_parser = positive_f32)]
     lr: f32,
+    /// Fraction of the budget spent warming the learning rate up.
+    #[arg(long, value_name = "F", default_value_t = 0.03)]
+    warmup: f32,
+    /// Weight decay (convolution and linear weights only, not BN or biases).
+    #[arg(long, value_name = "WD", default_value_t = 4e-5)]
+    weight_decay: f32,
+    /// Label smoothing of the largest subnet's loss.
+    #[arg(long, value_name = "EPS", default_value_t = 0.1)]
+    label_smoothing: f32,
+    /// Random subnets per step besides the largest and the smallest (sandwich rule).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    random_subnets: usize,
     /// Subnets to store in the artifact: smallest, largest, and the best found near evenly
     /// spaced multiply-add targets between them.
     #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u64).range(2..=64))]
@@ -162,7 +177,7 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
             )
         }
         (name, None) => {
-            let name = name.as_deref().unwrap_or("w1.0");
+            let name = name.as_deref().unwrap_or(DEFAULT_PRESET);
             (
                 SpaceFile::preset(name).map_err(anyhow::Error::msg)?,
                 format!("preset {name}"),
@@ -201,6 +216,22 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     let mut opts = TrainOptions::new(budget, a.seed, threads);
     opts.batch_size = a.batch_size as usize;
     opts.lr = a.lr;
+    if !(0.0..1.0).contains(&a.warmup) {
+        bail!("--warmup {} must be in [0, 1)", a.warmup);
+    }
+    if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
+        bail!(
+            "--weight-decay {} must be a non-negative number",
+            a.weight_decay
+        );
+    }
+    if !(0.0..1.0).contains(&a.label_smoothing) {
+        bail!("--label-smoothing {} must be in [0, 1)", a.label_smoothing);
+    }
+    opts.warmup = a.warmup;
+    opts.weight_decay = a.weight_decay;
+    opts.label_smoothing = a.label_smoothing;
+    opts.random_subnets = a.random_subnets;
     println!(
         "training: {} , batch {}, {} threads, sandwich rule (largest on labels; smallest + {} random on its soft outputs)",
         match budget {
@@ -348,7 +379,7 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
         "test split through the no_std runtime ({n} images, {:.1} s):",
         t.elapsed().as_secs_f64()
     );
-    eval_cmd::print_table(&results, space.max_depth, n);
+    crate::emit(&eval_cmd::table(&results, space.max_depth, n))?;
     println!("total {:.1} s", t_all.elapsed().as_secs_f64());
     Ok(())
 }

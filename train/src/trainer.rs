@@ -53,8 +53,8 @@ impl TrainOptions {
     pub fn new(budget: Budget, seed: u64, threads: usize) -> TrainOptions {
         TrainOptions {
             budget,
-            batch_size: 128,
-            lr: 0.1,
+            batch_size: 64,
+            lr: 0.025,
             momentum: 0.9,
             weight_decay: 4e-5,
             label_smoothing: 0.1,
@@ -247,6 +247,7 @@ pub fn train(
         })
         .collect();
     let mut sgd = Sgd::new(net, opts.momentum, opts.weight_decay);
+
     let batch = opts.batch_size.min(data.len()).max(shards_n);
     let steps_per_epoch = (data.len() / batch).max(1);
     let total_steps = match opts.budget {
