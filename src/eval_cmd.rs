@@ -104,14 +104,16 @@ pub fn evaluate(
             .collect();
         let correct: usize = chunks.iter().map(|c| c.0).sum();
         let secs: f64 = chunks.iter().map(|c| c.1).sum();
+        // The costs are computed from the config (the stored ones are informative only).
+        let c = model.cost(&sub.config);
         results.push(SubnetResult {
             id: sub.id,
             name: sub.name.to_string(),
             config: sub.config,
             accuracy: correct as f64 / limit.max(1) as f64,
             val_accuracy: sub.accuracy,
-            macs: sub.macs,
-            params: sub.params,
+            macs: c.macs,
+            params: c.params,
             arena_bytes,
             ms_per_image: 1e3 * secs / limit.max(1) as f64,
         });
@@ -182,7 +184,7 @@ pub fn table(results: &[SubnetResult], max_depth: usize, images: usize) -> Strin
             t,
             "{:>3}  {:<12} {:>7.2} {:>8} {:>10} {:>8} {:>8.2}% {:>7.3}  {}",
             r.id,
-            r.name,
+            crate::modelfile::printable(&r.name),
             r.macs as f64 / 1e6,
             r.params,
             r.arena_bytes,

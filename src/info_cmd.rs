@@ -51,8 +51,8 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
                 "name": sub.name,
                 "config": config_json(&sub.config),
                 "val_accuracy": if sub.accuracy.is_nan() { serde_json::Value::Null } else { json!(sub.accuracy) },
-                "macs": sub.macs,
-                "params": sub.params,
+                "macs": model.cost(&sub.config).macs,
+                "params": model.cost(&sub.config).params,
                 "arena_bytes": model.arena_bytes(&sub.config),
             })
         })
@@ -136,9 +136,9 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
             out,
             "  {:>3} {:<12} {:>6.2} M MACs {:>8} params {:>8} arena bytes, held-out acc {:>7}  {}",
             sub.id,
-            sub.name,
-            sub.macs as f64 / 1e6,
-            sub.params,
+            crate::modelfile::printable(sub.name),
+            model.cost(&sub.config).macs as f64 / 1e6,
+            model.cost(&sub.config).params,
             model.arena_bytes(&sub.config),
             acc,
             config_summary(&sub.config, s.max_depth)

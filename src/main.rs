@@ -47,8 +47,8 @@ struct EvalArgs {
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Worker threads (default: all cores).
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: Option<u64>,
 }
 
 #[derive(Args)]
@@ -83,7 +83,7 @@ fn run() -> anyhow::Result<()> {
             train_cmd::run(a, threads)
         }
         Command::Eval(a) => {
-            init_threads(a.threads)?;
+            init_threads(a.threads.map(|t| t as usize))?;
             eval_cmd::run(&a.model, &a.data, a.json, a.limit)
         }
         Command::Info(a) => info_cmd::run(&a.model, a.json),

@@ -1,30 +1,34 @@
-//! Opening an artifact file: memory-mapped (zero-copy, page aligned), validated by the
-//! runtime's loader.
+//! Opening an artifact file for the command line: the file is read into an aligned buffer
+//! (a few MB) and validated by the runtime's loader. Reading rather than memory-mapping
+//! keeps the tool safe when the file is truncated or rewritten while it runs; the runtime
+//! itself takes any byte slice, including a memory map.
 
-use std::fs::File;
 use std::path::Path;
 
-use anyhow::Context;
-use memmap2::Mmap;
+use anyhow::{Context, bail};
+use supernet_format::writer::AlignedBytes;
 
-/// An artifact file mapped into memory.
+/// An artifact file's bytes.
 pub struct ModelFile {
-    map: Mmap,
+    bytes: AlignedBytes,
 }
 
 impl ModelFile {
     pub fn open(path: &Path) -> anyhow::Result<ModelFile> {
-        let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: the map is read-only and private to this process; the artifact is validated
-        // before use and only read. If another process truncates the file while it is mapped,
-        // reads may fault, as with any memory-mapped file (documented in the README).
-        let map =
-            unsafe { Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?;
-        Ok(ModelFile { map })
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", path.display());
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(ModelFile {
+            bytes: AlignedBytes::from_slice(&bytes),
+        })
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.map
+        self.bytes.as_bytes()
     }
 
     /// Validates and loads the model.
@@ -32,4 +36,17 @@ impl ModelFile {
         supernet_runtime::Model::from_bytes(self.bytes())
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
+}
+
+/// A stored name made safe for a terminal: control characters escaped.
+pub fn printable(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

@@ -14,7 +14,7 @@ use supernet_format::arch::cost;
 use supernet_format::{Prep, SubnetConfig};
 use supernet_train::calibrate::{accuracy, calibrate_bn};
 use supernet_train::data::{Normalization, holdout_indices, load_train_test};
-use supernet_train::export::{Stored, export};
+use supernet_train::export::{Stored, check_writable, export};
 use supernet_train::rng::Rng;
 use supernet_train::search::{SearchOptions, choose_subnets};
 use supernet_train::spacefile::{DataShape, SpaceFile};
@@ -23,6 +23,15 @@ use supernet_train::trainer::{Budget, Progress, TrainOptions, train};
 
 use crate::eval_cmd;
 use crate::modelfile::ModelFile;
+
+/// `println!` that ignores a closed or failing stdout: training goes on and the artifact is
+/// still written when the output is piped into `head` or a full disk.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
 
 /// Training budget used when neither --epochs nor --minutes is given.
 pub const DEFAULT_MINUTES: f64 = 6.0;
@@ -46,11 +55,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     space: Option<PathBuf>,
     /// Train for N passes over the training images (fractions allowed); repeatable with --seed.
-    #[arg(long, value_name = "N", conflicts_with = "minutes", value_parser = positive_f64)]
+    #[arg(long, value_name = "N", conflicts_with = "minutes", value_parser = budget)]
     epochs: Option<f64>,
     /// Train for N minutes of wall time (the learning-rate schedule follows the clock).
     /// Default when neither --epochs nor --minutes is given: 6.
-    #[arg(long, value_name = "N", value_parser = positive_f64)]
+    #[arg(long, value_name = "N", value_parser = budget)]
     minutes: Option<f64>,
     /// Random seed (initialisation, data order, augmentation, sampled subnets, held-out split).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -110,26 +119,70 @@ fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A training budget: positive, at least 1e-6 and at most 100000 (epochs or minutes).
+fn budget(s: &str) -> Result<f64, String> {
+    let v = positive_f64(s)?;
+    if (1e-6..=1e5).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} is outside 0.000001 to 100000"))
+    }
+}
+
 fn positive_f32(s: &str) -> Result<f32, String> {
     positive_f64(s).map(|v| v as f32)
 }
 
 pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     let t_all = Instant::now();
+    // Everything that can be checked before the long work is checked here.
+    if a.out.is_dir() {
+        bail!("--out {} is a directory", a.out.display());
+    }
     if a.out.exists() && !a.force {
         bail!("{} exists; pass --force to replace it", a.out.display());
     }
-    if a.out.is_dir() {
-        bail!("{} is a directory", a.out.display());
+    check_writable(&a.out)?;
+    if !(0.0..1.0).contains(&a.warmup) {
+        bail!("--warmup {} must be in [0, 1)", a.warmup);
     }
+    if !(a.weight_decay >= 0.0 && a.weight_decay.is_finite()) {
+        bail!(
+            "--weight-decay {} must be a non-negative number",
+            a.weight_decay
+        );
+    }
+    if !(0.0..1.0).contains(&a.label_smoothing) {
+        bail!("--label-smoothing {} must be in [0, 1)", a.label_smoothing);
+    }
+    if a.train_limit.is_some_and(|l| l < 2) {
+        bail!("--train-limit must be at least 2");
+    }
+    if a.eval_limit == Some(0) {
+        bail!("--eval-limit must be at least 1");
+    }
+    let (file, origin) = match (&a.preset, &a.space) {
+        (_, Some(p)) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read space file {}", p.display()))?;
+            (
+                SpaceFile::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?,
+                p.display().to_string(),
+            )
+        }
+        (name, None) => {
+            let name = name.as_deref().unwrap_or(DEFAULT_PRESET);
+            (
+                SpaceFile::preset(name).map_err(anyhow::Error::msg)?,
+                format!("preset {name}"),
+            )
+        }
+    };
 
     // Data
     let (full, test) = load_train_test(&a.data)?;
     let mut train_all = full;
     if let Some(l) = a.train_limit {
-        if l < 2 {
-            bail!("--train-limit must be at least 2");
-        }
         let idx: Vec<usize> = (0..l.min(train_all.len())).collect();
         train_all = train_all.subset(&idx);
     }
@@ -153,7 +206,7 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     let calib: Vec<usize> = (0..a.calib_images).collect();
     let val: Vec<usize> = (a.calib_images..held.len()).collect();
     let norm = Normalization::from_dataset(&train_set);
-    println!(
+    say!(
         "data {}: {} training images ({} for training, {} held out), {} test images, {}x{}x{}, {} classes",
         a.data.display(),
         train_all.len(),
@@ -167,23 +220,6 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     );
 
     // Space
-    let (file, origin) = match (&a.preset, &a.space) {
-        (_, Some(p)) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            (
-                SpaceFile::parse(&text, &p.display().to_string()).map_err(anyhow::Error::msg)?,
-                p.display().to_string(),
-            )
-        }
-        (name, None) => {
-            let name = name.as_deref().unwrap_or(DEFAULT_PRESET);
-            (
-                SpaceFile::preset(name).map_err(anyhow::Error::msg)?,
-                format!("preset {name}"),
-            )
-        }
-    };
     let shape = DataShape {
         channels: train_all.channels as u32,
         rows: train_all.rows as u32,
@@ -196,7 +232,7 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
 
     let mut rng = Rng::new(a.seed);
     let mut net = Supernet::new(&space, &mut rng);
-    println!(
+    say!(
         "space {origin}: width {}, kernel {}, expand {}, depth {}; largest subnet {:.2} M MACs, smallest {:.2} M MACs; {} shared parameters",
         space.width_mult,
         space.ks,
@@ -232,8 +268,8 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     opts.weight_decay = a.weight_decay;
     opts.label_smoothing = a.label_smoothing;
     opts.random_subnets = a.random_subnets;
-    println!(
-        "training: {} , batch {}, {} threads, sandwich rule (largest on labels; smallest + {} random on its soft outputs)",
+    say!(
+        "training: {}, batch {}, {} threads, sandwich rule (largest on labels; smallest + {} random on its soft outputs)",
         match budget {
             Budget::Epochs(e) => format!("{e} epochs"),
             Budget::Minutes(m) => format!("{m} minutes"),
@@ -273,7 +309,7 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
             b.set_position((p.fraction * 1000.0) as u64);
             b.set_message(msg(p));
         } else if p.fraction >= next_log {
-            println!(
+            say!(
                 "  {:>3.0}% [{:>5.0} s] {}",
                 100.0 * p.fraction,
                 p.elapsed_s,
@@ -285,7 +321,8 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    println!(
+    let report = report?;
+    say!(
         "trained {} steps ({:.2} epochs, {} images) in {:.1} s: {:.0} images/s; largest subnet's training accuracy {:.1}%",
         report.steps,
         report.epochs,
@@ -297,10 +334,11 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
 
     // Subnets to store
     let t = Instant::now();
-    println!(
-        "choosing {} subnets on held-out images ({} candidates per target, each judged with BN recalibrated on {} images and accuracy on {}):",
+    say!(
+        "choosing {} subnets on held-out images ({} candidate{} per target, each judged with BN recalibrated on {} images and accuracy on {}):",
         a.subnets,
         a.candidates,
+        if a.candidates == 1 { "" } else { "s" },
         calib.len().min(500),
         val.len().min(1000)
     );
@@ -318,7 +356,7 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
             search_calib: 500,
             search_val: 1000,
         },
-        |line| println!("{line}"),
+        |line| say!("{line}"),
     );
     let stored: Vec<Stored> = choices
         .iter()
@@ -360,8 +398,8 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
         "train_seconds": report.seconds,
         "images_per_sec": report.images_per_sec,
     });
-    let size = export(&net, prep, &stored, Some(meta.to_string()), &a.out)?;
-    println!(
+    let size = export(&net, prep, &stored, Some(meta.to_string()), &a.out, a.force)?;
+    say!(
         "stored {} subnets, BN recalibrated per subnet ({:.1} s); wrote {} ({:.2} MB)",
         stored.len(),
         search_s,
@@ -375,11 +413,14 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     let n = a.eval_limit.unwrap_or(test.len()).min(test.len()).max(1);
     let t = Instant::now();
     let results = eval_cmd::evaluate(&model, &test, n)?;
-    println!(
+    say!(
         "test split through the no_std runtime ({n} images, {:.1} s):",
         t.elapsed().as_secs_f64()
     );
-    crate::emit(&eval_cmd::table(&results, space.max_depth, n))?;
-    println!("total {:.1} s", t_all.elapsed().as_secs_f64());
+    say!(
+        "{}",
+        eval_cmd::table(&results, space.max_depth, n).trim_end()
+    );
+    say!("total {:.1} s", t_all.elapsed().as_secs_f64());
     Ok(())
 }

@@ -32,6 +32,8 @@ const MAX_DEFLATE_RATIO: u64 = 1032;
 /// Everything that can go wrong while loading a dataset.
 #[derive(Debug)]
 pub enum DataError {
+    /// The data directory does not exist or is not a directory.
+    NoDirectory { dir: PathBuf },
     /// The file could not be read.
     Io { path: PathBuf, source: io::Error },
     /// The file starts like gzip but does not decompress.
@@ -93,6 +95,9 @@ impl fmt::Display for DataError {
             }
             DataError::Gzip { path, source } => {
                 write!(f, "{}: corrupt gzip data: {source}", path.display())
+            }
+            DataError::NoDirectory { dir } => {
+                write!(f, "{}: no such data directory", dir.display())
             }
             DataError::NotFound { dir, tried } => {
                 write!(f, "no file named {} in {}", tried.join(", "), dir.display())
@@ -178,14 +183,9 @@ impl fmt::Display for DataError {
     }
 }
 
-impl std::error::Error for DataError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DataError::Io { source, .. } | DataError::Gzip { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The messages already include the underlying I/O or gzip error, so no `source()` is
+/// reported (error chains would print it twice).
+impl std::error::Error for DataError {}
 
 /// Which half of an IDX dataset to load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -304,6 +304,11 @@ impl Dataset {
 
 /// Finds the image and label files of `split` in `dir`.
 pub fn locate(dir: &Path, split: Split) -> Result<(PathBuf, PathBuf), DataError> {
+    if !dir.is_dir() {
+        return Err(DataError::NoDirectory {
+            dir: dir.to_path_buf(),
+        });
+    }
     let find = |names: Vec<String>| {
         names
             .iter()
@@ -1104,7 +1109,7 @@ mod tests {
                 msg.contains("train-images-idx3-ubyte.gz: corrupt gzip"),
                 "{msg}"
             );
-            assert!(std::error::Error::source(&e).is_some());
+            assert!(std::error::Error::source(&e).is_none());
         }
 
         // Empty.
@@ -1154,7 +1159,20 @@ mod tests {
                 .contains("train-images-idx3-ubyte.gz: cannot read"),
             "{e}"
         );
-        assert!(std::error::Error::source(&e).is_some());
+        assert!(
+            std::error::Error::source(&e).is_none(),
+            "the message holds the cause"
+        );
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let e = Dataset::load(Path::new("/nonexistent-supernet-data"), Split::Train).unwrap_err();
+        assert!(matches!(e, DataError::NoDirectory { .. }));
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent-supernet-data: no such data directory"
+        );
     }
 
     #[test]

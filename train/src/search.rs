@@ -95,14 +95,30 @@ pub fn choose_subnets(
         macs: min,
         search_accuracy: f32::NAN,
     }];
+    if big != small {
+        out.push(Choice {
+            name: "largest".into(),
+            config: big,
+            macs: max,
+            search_accuracy: f32::NAN,
+        });
+    }
     let between = opts.count.saturating_sub(2);
     for t in 0..between {
         let target = min as f64 + (max - min) as f64 * (t + 1) as f64 / (between + 1) as f64;
-        // the candidates nearest the target
+        // the candidates nearest the target that are not stored yet
         let mut near: Vec<&(SubnetConfig, u64)> = pool
             .iter()
-            .filter(|(c, _)| *c != small && *c != big && out.iter().all(|o| o.config != *c))
+            .filter(|(c, _)| out.iter().all(|o| o.config != *c))
             .collect();
+        if near.is_empty() {
+            log(&format!(
+                "  the space has no more distinct subnets: storing {} instead of {}",
+                out.len(),
+                opts.count
+            ));
+            break;
+        }
         near.sort_by(|a, b| {
             let da = (a.1 as f64 - target).abs();
             let db = (b.1 as f64 - target).abs();
@@ -117,37 +133,104 @@ pub fn choose_subnets(
                 (acc, *c, *m)
             })
             .collect();
-        let best = scored
+        let Some(best) = scored
             .iter()
             .max_by(|a, b| a.0.total_cmp(&b.0).then(b.2.cmp(&a.2)))
-            .expect("at least one candidate");
+        else {
+            break;
+        };
         log(&format!(
-            "  target {:.2} M MACs: best of {} candidates {:.2} M MACs, held-out accuracy {:.2}%",
+            "  target {:.2} M MACs: best of {} candidate{} {:.2} M MACs, held-out accuracy {:.2}%",
             target / 1e6,
             scored.len(),
+            if scored.len() == 1 { "" } else { "s" },
             best.2 as f64 / 1e6,
             100.0 * best.0
         ));
         out.push(Choice {
-            name: format!("macs-{:.1}M", best.2 as f64 / 1e6),
+            name: String::new(),
             config: best.1,
             macs: best.2,
             search_accuracy: best.0,
         });
     }
-    out.push(Choice {
-        name: "largest".into(),
-        config: big,
-        macs: max,
-        search_accuracy: f32::NAN,
-    });
     out.sort_by_key(|c| c.macs);
+    // Names: smallest, largest, and `macs-<M>` for the others, made unique.
+    let mut names: Vec<String> = vec![];
+    for c in out.iter_mut() {
+        if c.name.is_empty() {
+            let base = format!("macs-{:.2}M", c.macs as f64 / 1e6);
+            let mut name = base.clone();
+            let mut k = 2;
+            while names.contains(&name) {
+                name = format!("{base}-{k}");
+                k += 1;
+            }
+            c.name = name;
+        }
+        names.push(c.name.clone());
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrow_spaces_store_each_distinct_subnet_once() {
+        use crate::data::Dataset;
+        let data = Dataset {
+            images: vec![7; 64 * 8],
+            labels: vec![0, 1, 0, 1, 0, 1, 0, 1],
+            rows: 8,
+            cols: 8,
+            channels: 1,
+            classes: 2,
+        };
+        let norm = Normalization::from_dataset(&data);
+        let idx: Vec<usize> = (0..8).collect();
+        let opts = SearchOptions {
+            count: 40,
+            candidates: 2,
+            seed: 1,
+            batch_size: 4,
+            search_calib: 8,
+            search_val: 8,
+        };
+        let space = |d: &[u8], max_depth: usize| {
+            Space::from_params(&supernet_format::space::SpaceParams {
+                width_mult: 0.25,
+                in_channels: 1,
+                resolution: 8,
+                classes: 2,
+                base_widths: &supernet_format::space::OFA_BASE_WIDTHS,
+                strides: &supernet_format::space::OFA_STRIDES,
+                acts: &supernet_format::space::OFA_ACTS,
+                se: &supernet_format::space::OFA_SE,
+                ks: &[3],
+                e: &[3],
+                d,
+                max_depth: Some(max_depth),
+            })
+            .unwrap()
+        };
+        // one config only
+        let net = Supernet::new(&space(&[2], 2), &mut Rng::new(1));
+        let c = choose_subnets(&net, &data, &norm, &idx, &idx, &opts, |_| {});
+        assert_eq!(c.len(), 1);
+        // depth only: 2^5 = 32 configs, fewer than the 40 requested
+        let sp = space(&[2, 3], 3);
+        let net = Supernet::new(&sp, &mut Rng::new(1));
+        let c = choose_subnets(&net, &data, &norm, &idx, &idx, &opts, |_| {});
+        assert!(c.len() <= 32 && c.len() > 2);
+        for (i, a) in c.iter().enumerate() {
+            for b in &c[..i] {
+                assert_ne!(a.config, b.config);
+                assert_ne!(a.name, b.name);
+            }
+        }
+    }
 
     #[test]
     fn levels_span_the_cost_range() {

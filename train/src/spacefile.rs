@@ -3,7 +3,8 @@
 //! Keys: `width_mult`, `ks`, `e`, `d` (required); `in_channels`, `resolution`, `classes`
 //! (taken from the dataset when absent); `base_widths` (stem, first block, one per stage,
 //! final expand, feature mix), `strides`, `acts` (`"relu"` / `"h_swish"`), `se` (optional,
-//! the original OFA MobileNetV3 layout by default). Unknown keys are errors.
+//! the original OFA MobileNetV3 layout by default), `max_depth` (block slots per stage,
+//! default the largest depth choice). Unknown keys are errors.
 
 use serde::Deserialize;
 use supernet_format::space::{OFA_ACTS, OFA_BASE_WIDTHS, OFA_SE, OFA_STRIDES, SpaceParams};
@@ -96,6 +97,58 @@ impl SpaceFile {
         classes: u32,
         origin: &str,
     ) -> Result<Space, String> {
+        let stages = self.strides.as_ref().map_or(OFA_STRIDES.len(), |v| v.len());
+        let lists: [(&str, Option<usize>, usize, usize); 3] = [
+            (
+                "base_widths",
+                self.base_widths.as_ref().map(|v| v.len()),
+                OFA_BASE_WIDTHS.len(),
+                stages + 4,
+            ),
+            (
+                "acts",
+                self.acts.as_ref().map(|v| v.len()),
+                OFA_ACTS.len(),
+                stages,
+            ),
+            (
+                "se",
+                self.se.as_ref().map(|v| v.len()),
+                OFA_SE.len(),
+                stages,
+            ),
+        ];
+        for (key, len, default_len, want) in lists {
+            let len = len.unwrap_or(default_len);
+            if len != want {
+                return Err(format!(
+                    "{origin}: {key} has {len} entries{} but {stages} stages (the length of strides{}) need {want}{}",
+                    if len == default_len {
+                        " (the default)"
+                    } else {
+                        ""
+                    },
+                    if self.strides.is_some() {
+                        ""
+                    } else {
+                        ", 5 by default"
+                    },
+                    if key == "base_widths" {
+                        ": stem, first block, one per stage, final expand, feature mix"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if let Some(&d) = self.d.iter().max()
+            && d as usize > supernet_format::space::MAX_DEPTH
+        {
+            return Err(format!(
+                "{origin}: d: depth {d} is above the limit of {} blocks per stage",
+                supernet_format::space::MAX_DEPTH
+            ));
+        }
         let acts: Vec<Act> = match &self.acts {
             None => OFA_ACTS.to_vec(),
             Some(v) => v
@@ -169,11 +222,17 @@ mod tests {
         .unwrap();
         let e = f.build(FMNIST, "f.toml").unwrap_err();
         assert!(e.contains("resolution = 32") && e.contains("28"), "{e}");
-        let f = SpaceFile::parse(
-            "width_mult = 1.0\nks=[3]\ne=[3]\nd=[2]\nacts=[\"gelu\"]\n",
-            "f.toml",
-        )
-        .unwrap();
+        let parse = |t: &str| SpaceFile::parse(t, "f.toml").unwrap();
+        let acts = "acts=[\"gelu\", \"relu\", \"relu\", \"relu\", \"relu\"]";
+        let f = parse(&format!("width_mult = 1.0\nks=[3]\ne=[3]\nd=[2]\n{acts}\n"));
         assert!(f.build(FMNIST, "f.toml").unwrap_err().contains("gelu"));
+        let f = parse("width_mult = 1.0\nks=[3]\ne=[3]\nd=[2]\nstrides=[2, 2, 2, 1]\n");
+        let e = f.build(FMNIST, "f.toml").unwrap_err();
+        assert!(
+            e.contains("base_widths has 9 entries (the default) but 4 stages"),
+            "{e}"
+        );
+        let f = parse("width_mult = 1.0\nks=[3]\ne=[3]\nd=[2, 9]\n");
+        assert!(f.build(FMNIST, "f.toml").unwrap_err().contains("depth 9"));
     }
 }

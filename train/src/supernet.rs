@@ -75,8 +75,12 @@ struct Ids {
 #[derive(Clone, Debug)]
 pub struct Supernet {
     pub space: Space,
+    /// Trainable tensors, named as in the original code's state dict.
     pub params: Vec<Param>,
+    /// Running statistics per BN layer.
     pub running: Vec<RunningBn>,
+    /// Module name of each BN layer (`running[i]` is `<bn_names[i]>.running_mean/var`).
+    pub bn_names: Vec<String>,
     ids: Ids,
 }
 
@@ -211,13 +215,15 @@ impl Supernet {
             let std = (2.0 / fan_out as f32).sqrt();
             Array2::from_shape_fn((rows, cols), |_| rng.normal() * std)
         };
-        let mut bn_layers = 0usize;
+        // BN modules are named as in the original code: `<module>.weight`, `.bias`,
+        // `.running_mean`, `.running_var` (dynamic blocks nest one more `.bn`).
+        let mut bn_names: Vec<String> = vec![];
         let mut bn =
             |name: &str, c: usize, add: &mut dyn FnMut(String, Array2<f32>, bool) -> usize| {
-                let gamma = add(format!("{name}.bn.weight"), Array2::ones((c, 1)), false);
-                let beta = add(format!("{name}.bn.bias"), Array2::zeros((c, 1)), false);
-                let layer = bn_layers;
-                bn_layers += 1;
+                let gamma = add(format!("{name}.weight"), Array2::ones((c, 1)), false);
+                let beta = add(format!("{name}.bias"), Array2::zeros((c, 1)), false);
+                let layer = bn_names.len();
+                bn_names.push(name.to_string());
                 BnId { gamma, beta, layer }
             };
         let sc = space.stem_channels as usize;
@@ -229,19 +235,19 @@ impl Supernet {
             he(sc, k0 * k0 * cin, k0 * k0 * sc, rng),
             true,
         );
-        let bn_stem = bn("first_conv", sc, &mut add);
+        let bn_stem = bn("first_conv.bn", sc, &mut add);
         let first_dw = add(
             "blocks.0.conv.depth_conv.conv.weight".into(),
             he(k0 * k0, sc, k0 * k0 * sc, rng),
             true,
         );
-        let bn_first_dw = bn("blocks.0.conv.depth_conv", sc, &mut add);
+        let bn_first_dw = bn("blocks.0.conv.depth_conv.bn", sc, &mut add);
         let first_proj = add(
             "blocks.0.conv.point_linear.conv.weight".into(),
             he(fc, sc, fc, rng),
             true,
         );
-        let bn_first_proj = bn("blocks.0.conv.point_linear", fc, &mut add);
+        let bn_first_proj = bn("blocks.0.conv.point_linear.bn", fc, &mut add);
         let ks = space.ks.as_slice();
         let big_k = space.ks.max() as usize;
         let mut slots = vec![];
@@ -254,7 +260,7 @@ impl Supernet {
                 he(mm, ci, mm, rng),
                 true,
             );
-            let bn_e = bn(&format!("{pre}.inverted_bottleneck"), mm, &mut add);
+            let bn_e = bn(&format!("{pre}.inverted_bottleneck.bn.bn"), mm, &mut add);
             let dw = add(
                 format!("{pre}.depth_conv.conv.conv.weight"),
                 he(big_k * big_k, mm, big_k * big_k * mm, rng),
@@ -270,7 +276,7 @@ impl Supernet {
                     )
                 })
                 .collect();
-            let bn_d = bn(&format!("{pre}.depth_conv"), mm, &mut add);
+            let bn_d = bn(&format!("{pre}.depth_conv.bn.bn"), mm, &mut add);
             let se = s.se.then(|| {
                 let h = s.max_hidden as usize;
                 [
@@ -301,7 +307,7 @@ impl Supernet {
                 he(co, mm, co, rng),
                 true,
             );
-            let bn_p = bn(&format!("{pre}.point_linear"), co, &mut add);
+            let bn_p = bn(&format!("{pre}.point_linear.bn.bn"), co, &mut add);
             slots.push(SlotIds {
                 expand,
                 dw,
@@ -320,7 +326,7 @@ impl Supernet {
             he(fe, last_w, fe, rng),
             true,
         );
-        let bn_final = bn("final_expand_layer", fe, &mut add);
+        let bn_final = bn("final_expand_layer.bn", fe, &mut add);
         let feature_mix = add(
             "feature_mix_layer.conv.weight".into(),
             he(fm, fe, fm, rng),
@@ -352,7 +358,7 @@ impl Supernet {
             cls_b,
         };
         // BN layers in creation order have increasing `layer` ids; size them.
-        let mut sizes = vec![0usize; bn_layers];
+        let mut sizes = vec![0usize; bn_names.len()];
         let mut note = |id: BnId| sizes[id.layer] = params[id.gamma].data.nrows();
         note(ids.bn_stem);
         note(ids.bn_first_dw);
@@ -373,6 +379,7 @@ impl Supernet {
             space: *space,
             params,
             running,
+            bn_names,
             ids,
         }
     }

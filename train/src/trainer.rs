@@ -235,10 +235,15 @@ pub fn train(
     norm: &Normalization,
     opts: &TrainOptions,
     mut progress: impl FnMut(&Progress),
-) -> TrainReport {
+) -> Result<TrainReport, TrainError> {
+    if data.len() < 2 {
+        return Err(TrainError::TooFewImages(data.len()));
+    }
     let space = net.space;
     let mut rng = Rng::new(opts.seed);
-    let shards_n = opts.threads.max(1);
+    // Every shard gets at least two images (BatchNorm needs a batch).
+    let batch = opts.batch_size.clamp(2, data.len());
+    let shards_n = opts.threads.clamp(1, batch / 2);
     let mut shards: Vec<Shard> = (0..shards_n)
         .map(|i| Shard {
             grads: net.zero_grads(),
@@ -248,7 +253,6 @@ pub fn train(
         .collect();
     let mut sgd = Sgd::new(net, opts.momentum, opts.weight_decay);
 
-    let batch = opts.batch_size.min(data.len()).max(shards_n);
     let steps_per_epoch = (data.len() / batch).max(1);
     let total_steps = match opts.budget {
         Budget::Epochs(e) => Some(((e * steps_per_epoch as f64).round() as usize).max(1)),
@@ -326,6 +330,9 @@ pub fn train(
         }
         let loss = outs.iter().map(|o| o.loss).sum::<f32>() / shards_n as f32;
         let kd = outs.iter().map(|o| o.kd_loss).sum::<f32>() / shards_n as f32;
+        if !(loss.is_finite() && kd.is_finite()) {
+            return Err(TrainError::Diverged { step: step + 1, lr });
+        }
         let acc = outs.iter().map(|o| o.correct).sum::<usize>() as f32 / batch as f32;
         let beta = if step < 20 {
             1.0 / (step as f32 + 1.0)
@@ -353,7 +360,7 @@ pub fn train(
         });
     }
     let seconds = start.elapsed().as_secs_f64();
-    TrainReport {
+    Ok(TrainReport {
         steps: step,
         images: step * batch,
         epochs: (step * batch) as f64 / data.len() as f64,
@@ -361,8 +368,33 @@ pub fn train(
         images_per_sec: (step * batch) as f64 / seconds.max(1e-9),
         final_loss: loss_avg,
         final_accuracy: acc_avg,
+    })
+}
+
+/// Why training stopped without a result.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TrainError {
+    /// Fewer than two training images.
+    TooFewImages(usize),
+    /// The loss became NaN or infinite (learning rate too high?).
+    Diverged { step: usize, lr: f32 },
+}
+
+impl std::fmt::Display for TrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrainError::TooFewImages(n) => {
+                write!(f, "training needs at least 2 images, it has {n}")
+            }
+            TrainError::Diverged { step, lr } => write!(
+                f,
+                "training diverged at step {step} (loss is not finite, learning rate {lr}); try a lower --lr. Nothing was written"
+            ),
+        }
     }
 }
+
+impl std::error::Error for TrainError {}
 
 #[cfg(test)]
 mod tests {
@@ -375,6 +407,35 @@ mod tests {
         assert!((lr_at(&o, o.warmup as f64) - o.lr).abs() < 1e-6);
         assert!(lr_at(&o, 0.5) < o.lr && lr_at(&o, 0.5) > 0.0);
         assert!(lr_at(&o, 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn divergence_is_an_error_and_tiny_data_works() {
+        use crate::data::Dataset;
+        let space = Space::ofa_mobilenet_v3(0.25, 1, 8, 3).unwrap();
+        let data = Dataset {
+            images: (0..64 * 3).map(|i| (i * 37 % 256) as u8).collect(),
+            labels: vec![0, 1, 2],
+            rows: 8,
+            cols: 8,
+            channels: 1,
+            classes: 3,
+        };
+        let norm = Normalization::from_dataset(&data);
+        // 3 images, 4 threads: shards are clamped so that each gets two or more images
+        let mut opts = TrainOptions::new(Budget::Epochs(6.0), 1, 4);
+        let mut net = Supernet::new(&space, &mut Rng::new(1));
+        let r = train(&mut net, &data, &norm, &opts, |_| {}).unwrap();
+        assert!(r.steps >= 1);
+        opts.lr = 1e30;
+        let mut net = Supernet::new(&space, &mut Rng::new(1));
+        let e = train(&mut net, &data, &norm, &opts, |_| {}).unwrap_err();
+        assert!(matches!(e, TrainError::Diverged { .. }), "{e}");
+        let one = data.subset(&[0]);
+        assert_eq!(
+            train(&mut net, &one, &norm, &opts, |_| {}).unwrap_err(),
+            TrainError::TooFewImages(1)
+        );
     }
 
     #[test]

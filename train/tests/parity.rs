@@ -144,7 +144,7 @@ fn trained_weights_on_real_images_agree() {
     let mut opts = TrainOptions::new(Budget::Epochs(2.0), 9, 2);
     opts.batch_size = 32;
     opts.lr = 0.1;
-    train(&mut net, &data, &norm, &opts, |_| {});
+    train(&mut net, &data, &norm, &opts, |_| {}).unwrap();
 
     let configs = [
         SubnetConfig::largest(&space),

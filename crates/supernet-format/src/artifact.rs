@@ -111,6 +111,10 @@ fn f32s(bytes: &[u8], off: usize, len: usize) -> Option<&[f32]> {
     bytemuck::try_cast_slice(bytes.get(off..end)?).ok()
 }
 
+fn all_finite(v: &[f32]) -> bool {
+    v.iter().all(|x| x.is_finite())
+}
+
 /// Size of the fixed part of a SUBN record.
 pub const SUBN_RECORD_FIXED: usize = 56;
 
@@ -286,6 +290,10 @@ impl<'a> Artifact<'a> {
             if off < wght.0 || end.is_none_or(|e| e > wght.0 + wght.1) {
                 return Err(terr(TensorProblem::OutOfBounds));
             }
+            let data = f32s(bytes, off, len).ok_or(terr(TensorProblem::OutOfBounds))?;
+            if !all_finite(data) {
+                return Err(terr(TensorProblem::NotFinite));
+            }
         }
 
         // BNST
@@ -294,6 +302,14 @@ impl<'a> Artifact<'a> {
             return Err(FormatError::Section {
                 tag: TAG_BNST,
                 problem: SectionProblem::Length,
+            });
+        }
+        if !f32s(bytes, bnst.0, default_len).is_some_and(all_finite) {
+            return Err(FormatError::Section {
+                tag: TAG_BNST,
+                problem: SectionProblem::Invalid(
+                    "the default BN set holds a NaN or infinite value",
+                ),
             });
         }
 
@@ -437,6 +453,9 @@ impl<'a> Artifact<'a> {
         }
         let name =
             core::str::from_utf8(&name_bytes[..name_len]).map_err(|_| err(SubnetProblem::Name))?;
+        if name.chars().any(char::is_control) {
+            return Err(err(SubnetProblem::Name));
+        }
         let accuracy = f32::from_bits(rd_u32(r, 24));
         if !(accuracy.is_nan() || (0.0..=1.0).contains(&accuracy)) {
             return Err(err(SubnetProblem::Accuracy));
@@ -477,6 +496,9 @@ impl<'a> Artifact<'a> {
             return Err(err(SubnetProblem::BnOutOfBounds));
         }
         let bn = f32s(self.bytes, bn_off, bn_len).ok_or(err(SubnetProblem::BnOutOfBounds))?;
+        if !all_finite(bn) {
+            return Err(err(SubnetProblem::BnNotFinite));
+        }
         Ok(StoredSubnet {
             id,
             name,

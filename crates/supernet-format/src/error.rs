@@ -38,6 +38,8 @@ pub enum TensorProblem {
     OutOfBounds,
     /// The offset is not a multiple of 64.
     Misaligned,
+    /// A value is NaN or infinite.
+    NotFinite,
 }
 
 /// What is wrong with a stored-subnet record.
@@ -51,8 +53,10 @@ pub enum SubnetProblem {
     BnOutOfBounds,
     /// Another record has the same id.
     DuplicateId(u32),
-    /// The name is not NUL-padded UTF-8.
+    /// The name is not NUL-padded UTF-8 without control characters.
     Name,
+    /// Its BN set holds a NaN or infinite value.
+    BnNotFinite,
     /// The accuracy is neither NaN nor in [0, 1].
     Accuracy,
     /// A reserved field is not zero.
@@ -161,6 +165,7 @@ impl fmt::Display for FormatError {
                     }
                     TensorProblem::OutOfBounds => write!(f, "data lies outside the WGHT section"),
                     TensorProblem::Misaligned => write!(f, "offset is not a multiple of 64"),
+                    TensorProblem::NotFinite => write!(f, "holds a NaN or infinite value"),
                 }
             }
             FormatError::Subnet { index, problem } => {
@@ -174,7 +179,10 @@ impl fmt::Display for FormatError {
                         write!(f, "BN set lies outside BNST or is misaligned")
                     }
                     SubnetProblem::DuplicateId(id) => write!(f, "id {id} is used twice"),
-                    SubnetProblem::Name => write!(f, "name is not NUL-padded UTF-8"),
+                    SubnetProblem::Name => {
+                        write!(f, "name is not NUL-padded UTF-8 without control characters")
+                    }
+                    SubnetProblem::BnNotFinite => write!(f, "BN set holds a NaN or infinite value"),
                     SubnetProblem::Accuracy => write!(f, "accuracy is not NaN or in [0, 1]"),
                     SubnetProblem::Reserved => write!(f, "a reserved field is not zero"),
                 }

@@ -198,11 +198,32 @@ pub enum SpaceError {
 impl fmt::Display for SpaceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SpaceError::OutOfRange(field) => write!(f, "search space: {field} is out of range"),
-            SpaceError::BadChoices(field) => write!(
-                f,
-                "search space: choice list {field} is empty, too long, not increasing or holds an invalid value"
-            ),
+            SpaceError::OutOfRange(field) => {
+                write!(f, "search space: {field} is out of range")?;
+                let limits = match *field {
+                    "in_channels" => "1 to 8",
+                    "resolution" => "1 to 4096",
+                    "classes" => "1 to 65535",
+                    "n_stages" | "stages" => "1 to 8 stages",
+                    "max_depth" => "1 to 8 blocks per stage",
+                    "width_mult" => "a finite number above 0 (at most 16)",
+                    "stage stride" => "1 or 2",
+                    "stage act" => "relu or h_swish",
+                    _ => "1 to 4096 channels",
+                };
+                write!(f, " (valid: {limits})")
+            }
+            SpaceError::BadChoices(field) => {
+                let valid = match *field {
+                    "ks" => "odd kernel sizes from 1 to 9",
+                    "e" => "expand ratios from 2 to 8",
+                    _ => "depths from 1 to the blocks per stage (at most 8)",
+                };
+                write!(
+                    f,
+                    "search space: choice list {field} must hold 1 to 4 strictly increasing {valid}"
+                )
+            }
             SpaceError::BadLength { expected, found } => write!(
                 f,
                 "search space section has {found} bytes, expected {expected}"

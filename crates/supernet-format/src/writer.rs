@@ -79,6 +79,12 @@ impl ArtifactWriter {
             .zip(arch::tensors(&self.space))
             .enumerate()
         {
+            if t.iter().any(|v| !v.is_finite()) {
+                return Err(FormatError::Tensor {
+                    index: i as u32,
+                    problem: TensorProblem::NotFinite,
+                });
+            }
             if t.len() != spec.len() {
                 return Err(FormatError::Tensor {
                     index: i as u32,
@@ -88,6 +94,14 @@ impl ArtifactWriter {
                     },
                 });
             }
+        }
+        if self.default_bn.iter().any(|v| !v.is_finite()) {
+            return Err(FormatError::Section {
+                tag: TAG_BNST,
+                problem: SectionProblem::Invalid(
+                    "the default BN set holds a NaN or infinite value",
+                ),
+            });
         }
         if self.default_bn.len() != default_bn_len(&self.space) {
             return Err(FormatError::Section {
@@ -110,13 +124,16 @@ impl ArtifactWriter {
                 .validate(&self.space)
                 .map_err(|c| err(SubnetProblem::Config(c)))?;
             let want = bn_set_len(&self.space, &s.config);
+            if s.bn.iter().any(|v| !v.is_finite()) {
+                return Err(err(SubnetProblem::BnNotFinite));
+            }
             if s.bn.len() != want {
                 return Err(err(SubnetProblem::BnLength {
                     expected: want as u32,
                     found: s.bn.len() as u32,
                 }));
             }
-            if s.name.len() > 16 || s.name.contains('\0') {
+            if s.name.len() > 16 || s.name.chars().any(char::is_control) {
                 return Err(err(SubnetProblem::Name));
             }
             if !(s.accuracy.is_nan() || (0.0..=1.0).contains(&s.accuracy)) {

@@ -305,6 +305,40 @@ fn tensor_and_subnet_errors_are_named() {
             problem: SubnetProblem::BnOutOfBounds
         })
     );
+    // a NaN weight, a NaN in a BN set, a control character in a name
+    let mut b = good.clone();
+    let at = tdir + 8 + 8 * 3;
+    let off = u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    b[off..off + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        parse(&b),
+        Err(FormatError::Tensor {
+            index: 3,
+            problem: TensorProblem::NotFinite
+        })
+    );
+    let mut b = good.clone();
+    let bn_off = u32::from_le_bytes(b[r1 + 48..r1 + 52].try_into().unwrap()) as usize;
+    b[bn_off + 8..bn_off + 12].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        parse(&b),
+        Err(FormatError::Subnet {
+            index: 1,
+            problem: SubnetProblem::BnNotFinite
+        })
+    );
+    let mut b = good.clone();
+    b[r1 + 9] = b'\n';
+    reseal(&mut b);
+    assert_eq!(
+        parse(&b),
+        Err(FormatError::Subnet {
+            index: 1,
+            problem: SubnetProblem::Name
+        })
+    );
     // accuracy out of range
     let mut b = good.clone();
     b[r0 + 24..r0 + 28].copy_from_slice(&1.5f32.to_le_bytes());
@@ -345,6 +379,15 @@ fn writer_rejects_inconsistent_contents() {
     let mut w = writer(&space);
     w.subnets[0].name = "a name longer than sixteen".into();
     assert!(w.to_bytes().is_err());
+    let mut w = writer(&space);
+    w.tensors[2][0] = f32::NAN;
+    assert!(matches!(
+        w.to_bytes(),
+        Err(FormatError::Tensor {
+            index: 2,
+            problem: TensorProblem::NotFinite
+        })
+    ));
 }
 
 #[test]

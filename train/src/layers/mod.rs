@@ -23,8 +23,6 @@ mod se;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
-#[cfg(test)]
-mod timing;
 
 pub use act::{
     Act, act_backward, act_backward_inplace, act_forward, act_forward_inplace, hsigmoid,
