@@ -2,8 +2,11 @@
 //! artifact, and inspect or evaluate it through the no_std runtime.
 
 mod eval_cmd;
+mod import_cmd;
 mod info_cmd;
 mod modelfile;
+mod npy;
+mod run_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -31,6 +34,12 @@ enum Command {
     Eval(EvalArgs),
     /// Show an artifact's header, search space and stored subnets.
     Info(InfoArgs),
+    /// Convert a supernet trained by the original Once-for-All code (OFAMobileNetV3 state
+    /// dict, safetensors) into an artifact.
+    #[command(name = "import-ofa")]
+    ImportOfa(import_cmd::ImportArgs),
+    /// Run one subnet on inputs from a .npy file and print logits and classes.
+    Run(run_cmd::RunArgs),
 }
 
 #[derive(Args)]
@@ -87,6 +96,11 @@ fn run() -> anyhow::Result<()> {
             eval_cmd::run(&a.model, &a.data, a.json, a.limit)
         }
         Command::Info(a) => info_cmd::run(&a.model, a.json),
+        Command::ImportOfa(a) => {
+            init_threads(None)?;
+            import_cmd::run(a)
+        }
+        Command::Run(a) => run_cmd::run(a),
     }
 }
 

@@ -7,11 +7,13 @@
 //! - [`supernet`]: the elastic network, its forward/backward for any subnet;
 //! - [`trainer`]: sandwich-rule training with in-place distillation;
 //! - [`calibrate`]: BN recalibration per subnet and held-out accuracy;
-//! - [`export`]: writing the artifact.
+//! - [`export`]: writing the artifact;
+//! - [`import`]: supernets trained by the original Once-for-All code.
 
 pub mod calibrate;
 pub mod data;
 pub mod export;
+pub mod import;
 pub mod layers;
 pub mod rng;
 pub mod search;
