@@ -34,7 +34,7 @@ macro_rules! say {
 }
 
 /// Training budget used when neither --epochs nor --minutes is given.
-pub const DEFAULT_MINUTES: f64 = 6.0;
+pub const DEFAULT_MINUTES: f64 = 7.0;
 /// Search space used when neither --preset nor --space is given.
 pub const DEFAULT_PRESET: &str = "w0.5";
 
@@ -58,7 +58,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", conflicts_with = "minutes", value_parser = budget)]
     epochs: Option<f64>,
     /// Train for N minutes of wall time (the learning-rate schedule follows the clock).
-    /// Default when neither --epochs nor --minutes is given: 6.
+    /// Default when neither --epochs nor --minutes is given: 7.
     #[arg(long, value_name = "N", value_parser = budget)]
     minutes: Option<f64>,
     /// Random seed (initialisation, data order, augmentation, sampled subnets, held-out split).
