@@ -54,6 +54,7 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
                 "macs": model.cost(&sub.config).macs,
                 "params": model.cost(&sub.config).params,
                 "arena_bytes": model.arena_bytes(&sub.config),
+                "latency_us": if sub.latency_us == 0 { serde_json::Value::Null } else { json!(sub.latency_us) },
             })
         })
         .collect();
@@ -132,15 +133,21 @@ pub fn run(path: &Path, as_json: bool) -> anyhow::Result<()> {
         } else {
             format!("{:.2}%", 100.0 * sub.accuracy)
         };
+        let latency = if sub.latency_us == 0 {
+            "-".into()
+        } else {
+            format!("{} us", sub.latency_us)
+        };
         writeln!(
             out,
-            "  {:>3} {:<12} {:>6.2} M MACs {:>8} params {:>8} arena bytes, held-out acc {:>7}  {}",
+            "  {:>3} {:<12} {:>6.2} M MACs {:>8} params {:>8} arena bytes, held-out acc {:>7}, expected {:>9}  {}",
             sub.id,
             crate::modelfile::printable(sub.name),
             model.cost(&sub.config).macs as f64 / 1e6,
             model.cost(&sub.config).params,
             model.arena_bytes(&sub.config),
             acc,
+            latency,
             config_summary(&sub.config, s.max_depth)
         )?;
         writeln!(out, "      {}", sub.config)?;

@@ -136,10 +136,14 @@ fn info_shows_space_and_subnets() {
     let o = bin().arg("info").arg(model).arg("--json").output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["version"], "1.0");
+    assert_eq!(v["version"], "1.1");
     assert_eq!(v["space"]["resolution"], 28);
     assert_eq!(v["space"]["ks"], serde_json::json!([3, 5]));
     assert_eq!(v["subnets"].as_array().unwrap().len(), 4);
+    for s in v["subnets"].as_array().unwrap() {
+        // the trainer times every stored subnet through the runtime
+        assert!(s["latency_us"].as_u64().unwrap() > 0, "{s}");
+    }
     assert_eq!(v["meta"]["seed"], 7);
     let o = bin().arg("info").arg(model).output().unwrap();
     assert!(o.status.success());

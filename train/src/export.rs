@@ -44,6 +44,7 @@ pub fn artifact_writer(
                 name: s.name.clone(),
                 accuracy: s.accuracy,
                 arena_bytes: Plan::new(&net.space, Some(&s.config)).bytes() as u32,
+                latency_us: 0,
                 config: s.config,
                 bn: s.bn.clone(),
             })
@@ -56,6 +57,9 @@ pub fn artifact_writer(
 #[derive(Debug)]
 pub enum ExportError {
     Format(FormatError),
+    /// The runtime failed on the artifact while timing its subnets (a bug: the writer
+    /// checks everything the runtime does).
+    Runtime(supernet_runtime::Error),
     Io(std::path::PathBuf, std::io::Error),
     /// `path` appeared while we worked and replacing was not allowed; the new artifact was
     /// kept as `saved_as`.
@@ -69,6 +73,7 @@ impl std::fmt::Display for ExportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ExportError::Format(e) => write!(f, "cannot build the artifact: {e}"),
+            ExportError::Runtime(e) => write!(f, "cannot time the stored subnets: {e}"),
             ExportError::Io(p, e) => write!(f, "cannot write {}: {e}", p.display()),
             ExportError::Exists { path, saved_as } => write!(
                 f,
@@ -159,7 +164,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Expo
     }
 }
 
-/// Builds and writes the artifact; returns its size in bytes.
+/// Times every stored subnet of `w` through the runtime on this machine (one warm-up run,
+/// then the median of `runs` runs, one thread) and stores the result as its expected
+/// latency (FORMAT.md 5.6, `latency_us`). Devices replace these figures by their own
+/// calibration; on the writer's machine they rank the subnets by real speed.
+pub fn measure_latencies(w: &mut ArtifactWriter, runs: u32) -> Result<(), ExportError> {
+    use supernet_format::writer::AlignedBytes;
+    use supernet_runtime::{Model, Session};
+    let bytes = AlignedBytes::from_slice(&w.to_bytes().map_err(ExportError::Format)?);
+    let model = Model::from_bytes(bytes.as_bytes()).map_err(ExportError::Runtime)?;
+    let mut arena = vec![0f32; model.max_arena_len()];
+    let mut session = Session::new(&model, &mut arena).map_err(ExportError::Runtime)?;
+    // A fixed, non-trivial input: timing does not depend on the values.
+    let input: Vec<f32> = (0..model.input_len())
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let mut logits = vec![0f32; model.classes()];
+    let mut table = vec![0u32; model.subnet_count()];
+    let start = std::time::Instant::now();
+    let mut clock = || start.elapsed().as_micros() as u64;
+    session
+        .calibrate(&mut clock, &input, &mut logits, runs, &mut table)
+        .map_err(ExportError::Runtime)?;
+    for (s, &t) in w.subnets.iter_mut().zip(&table) {
+        s.latency_us = t;
+    }
+    Ok(())
+}
+
+/// Builds and writes the artifact, with expected latencies measured here; returns its size
+/// in bytes.
 pub fn export(
     net: &Supernet,
     prep: Prep,
@@ -168,9 +202,9 @@ pub fn export(
     path: &Path,
     replace: bool,
 ) -> Result<usize, ExportError> {
-    let bytes = artifact_writer(net, prep, stored, meta)
-        .to_bytes()
-        .map_err(ExportError::Format)?;
+    let mut w = artifact_writer(net, prep, stored, meta);
+    measure_latencies(&mut w, 15)?;
+    let bytes = w.to_bytes().map_err(ExportError::Format)?;
     write_atomic(path, &bytes, replace)?;
     Ok(bytes.len())
 }

@@ -68,6 +68,9 @@ pub struct StoredSubnet<'a> {
     pub arena_bytes: u32,
     pub macs: u64,
     pub params: u64,
+    /// Expected latency of one run in microseconds, measured by the writer on its machine;
+    /// 0 if unknown (and in version 1.0 files). Replace it by timing on the device.
+    pub latency_us: u32,
     pub config: SubnetConfig,
     /// The subnet's own BN set (FORMAT.md 5.5).
     pub bn: &'a [f32],
@@ -118,9 +121,20 @@ fn all_finite(v: &[f32]) -> bool {
 /// Size of the fixed part of a SUBN record.
 pub const SUBN_RECORD_FIXED: usize = 56;
 
-/// Size of a SUBN record for a space (fixed part, configs, padding to 4).
-pub fn subn_record_len(space: &Space) -> usize {
+/// Size of a version 1.0 SUBN record for a space (fixed part, configs, padding to 4): the
+/// smallest record size a reader accepts.
+pub fn subn_record_len_v1_0(space: &Space) -> usize {
     (SUBN_RECORD_FIXED + 2 * space.n_slots() + space.n_stages).div_ceil(4) * 4
+}
+
+/// Offset of `latency_us` (added in version 1.1) in a SUBN record.
+pub fn subn_latency_at(space: &Space) -> usize {
+    subn_record_len_v1_0(space)
+}
+
+/// Size of the SUBN records this version writes (1.0 record plus `latency_us`).
+pub fn subn_record_len(space: &Space) -> usize {
+    subn_record_len_v1_0(space) + 4
 }
 
 struct SectionEntry {
@@ -327,7 +341,7 @@ impl<'a> Artifact<'a> {
         if subnet_count > MAX_SUBNETS {
             return Err(subn_err(SectionProblem::Invalid("more than 1024 subnets")));
         }
-        if record_size < subn_record_len(&space) || record_size % 4 != 0 {
+        if record_size < subn_record_len_v1_0(&space) || record_size % 4 != 0 {
             return Err(subn_err(SectionProblem::Invalid("record size too small")));
         }
         if sb.len() != 8 + subnet_count * record_size {
@@ -474,9 +488,17 @@ impl<'a> Artifact<'a> {
         ks[..slots].copy_from_slice(&r[at..at + slots]);
         e[..slots].copy_from_slice(&r[at + slots..at + 2 * slots]);
         d[..stages].copy_from_slice(&r[at + 2 * slots..at + 2 * slots + stages]);
-        if r[at + 2 * slots + stages..].iter().any(|&b| b != 0) {
+        // Padding of the 1.0 record; bytes after it are later minor versions' fields.
+        let v1_0 = subn_record_len_v1_0(space);
+        if r[at + 2 * slots + stages..v1_0].iter().any(|&b| b != 0) {
             return Err(err(SubnetProblem::Reserved));
         }
+        let latency_at = subn_latency_at(space);
+        let latency_us = if self.record_size >= latency_at + 4 {
+            rd_u32(r, latency_at)
+        } else {
+            0
+        };
         let config = SubnetConfig::new(space, &ks[..slots], &e[..slots], &d[..stages])
             .map_err(|c| err(SubnetProblem::Config(c)))?;
         let expected = bn_set_len(space, &config);
@@ -506,6 +528,7 @@ impl<'a> Artifact<'a> {
             arena_bytes,
             macs,
             params,
+            latency_us,
             config,
             bn,
         })

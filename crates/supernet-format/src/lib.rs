@@ -38,7 +38,7 @@ pub const MAGIC: [u8; 8] = [0x89, b'S', b'N', b'E', b'T', b'\r', b'\n', 0x1A];
 /// Major version written and understood.
 pub const VERSION_MAJOR: u16 = 1;
 /// Minor version written.
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 /// Length of the header written.
 pub const HEADER_LEN: usize = 64;
 /// Alignment of sections, tensors and BN sets.

@@ -5,7 +5,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use crate::arch::{self, bn_set_len, default_bn_len, tensor_count};
-use crate::artifact::{SUBN_RECORD_FIXED, checksum, subn_record_len};
+use crate::artifact::{SUBN_RECORD_FIXED, checksum, subn_latency_at, subn_record_len};
 use crate::config::SubnetConfig;
 use crate::error::{FormatError, SectionProblem, SubnetProblem, TensorProblem};
 use crate::space::Space;
@@ -20,6 +20,8 @@ pub struct SubnetEntry {
     /// Fraction correct on held-out data, NaN if unknown.
     pub accuracy: f32,
     pub arena_bytes: u32,
+    /// Expected latency of one run in microseconds on the writer's machine, 0 if unknown.
+    pub latency_us: u32,
     pub config: SubnetConfig,
     /// Its BN set (FORMAT.md 5.5).
     pub bn: Vec<f32>,
@@ -255,6 +257,7 @@ impl ArtifactWriter {
             b[cfg..cfg + slots].copy_from_slice(s.config.ks());
             b[cfg + slots..cfg + 2 * slots].copy_from_slice(s.config.e());
             b[cfg + 2 * slots..cfg + 2 * slots + space.n_stages].copy_from_slice(s.config.d());
+            put_u32(&mut b, r + subn_latency_at(space), s.latency_us);
             put_f32s(&mut b, bn_at, &s.bn);
             bn_at += align(4 * s.bn.len());
         }

@@ -46,7 +46,7 @@ fn round_trip_keeps_every_value() {
     let buf = AlignedBytes::from_slice(&w.to_bytes().unwrap());
     let a = Artifact::parse(buf.as_bytes()).unwrap();
     assert_eq!(*a.space(), space);
-    assert_eq!(a.version(), (1, 0));
+    assert_eq!(a.version(), (1, 1));
     assert_eq!(*a.prep(), w.prep);
     assert_eq!(a.meta(), w.meta.as_deref());
     for i in 0..tensor_count(&space) {
@@ -62,8 +62,8 @@ fn round_trip_keeps_every_value() {
     for (i, e) in w.subnets.iter().enumerate() {
         let s = a.subnet(i).unwrap();
         assert_eq!(
-            (s.id, s.name, s.arena_bytes),
-            (e.id, e.name.as_str(), e.arena_bytes)
+            (s.id, s.name, s.arena_bytes, s.latency_us),
+            (e.id, e.name.as_str(), e.arena_bytes, e.latency_us)
         );
         assert_eq!(s.config, e.config);
         assert_eq!(s.bn, &e.bn[..]);
@@ -74,6 +74,41 @@ fn round_trip_keeps_every_value() {
     }
     assert!(a.subnet(2).is_none());
     assert!(a.subnet_by_id(12345).is_none());
+}
+
+/// A version 1.0 file (SUBN records without `latency_us`) still reads, with latency 0.
+#[test]
+fn version_1_0_records_read_with_unknown_latency() {
+    let space = small_space();
+    let mut b = valid_bytes();
+    let (entry, off, len) = section(&b, TAG_SUBN);
+    let n = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+    let r = u32::from_le_bytes(b[off + 4..off + 8].try_into().unwrap()) as usize;
+    let r0 = supernet_format::artifact::subn_record_len_v1_0(&space);
+    assert_eq!(r, r0 + 4);
+    for i in 0..n {
+        b.copy_within(off + 8 + i * r..off + 8 + i * r + r0, off + 8 + i * r0);
+    }
+    b[off + 4..off + 8].copy_from_slice(&(r0 as u32).to_le_bytes());
+    let new_len = 8 + n * r0;
+    assert!(new_len < len);
+    b[entry + 8..entry + 12].copy_from_slice(&(new_len as u32).to_le_bytes());
+    b[off + new_len..off + len].fill(0);
+    b[HDR_VERSION_MINOR..HDR_VERSION_MINOR + 2].copy_from_slice(&0u16.to_le_bytes());
+    reseal(&mut b);
+    let buf = AlignedBytes::from_slice(&b);
+    let a = Artifact::parse(buf.as_bytes()).unwrap();
+    assert_eq!(a.version(), (1, 0));
+    assert_eq!(a.subnet_count(), n);
+    for i in 0..n {
+        let s = a.subnet(i).unwrap();
+        assert_eq!(s.latency_us, 0);
+        assert_eq!(s.arena_bytes, writer(&space).subnets[i].arena_bytes);
+    }
+    // a record shorter than 1.0's is still an error
+    b[off + 4..off + 8].copy_from_slice(&((r0 - 4) as u32).to_le_bytes());
+    reseal(&mut b);
+    assert!(parse(&b).is_err());
 }
 
 #[test]
@@ -90,7 +125,10 @@ fn header_errors_are_named() {
     b[8] = 2;
     assert_eq!(
         parse(&b),
-        Err(FormatError::UnsupportedVersion { major: 2, minor: 0 })
+        Err(FormatError::UnsupportedVersion {
+            major: 2,
+            minor: supernet_format::VERSION_MINOR
+        })
     );
     assert!(matches!(
         parse(&good[..good.len() - 1]),

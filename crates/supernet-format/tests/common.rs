@@ -71,6 +71,7 @@ pub fn writer(space: &Space) -> ArtifactWriter {
             name: name.to_string(),
             accuracy,
             arena_bytes: 1000 + id,
+            latency_us: 500 + id,
             config,
             bn: values(100 + id as u64, bn_set_len(space, &config)),
         })

@@ -113,6 +113,10 @@ fn subnet_record_matches_the_writer() {
         supernet_format::artifact::SUBN_RECORD_FIXED.to_string()
     );
     assert!(spec().contains(&format!("subnet count `N` (0 to {MAX_SUBNETS})")));
+    // 1.1 appends latency_us right after the 1.0 record.
+    let last = rows.last().unwrap();
+    assert_eq!((last[0].as_str(), last[1].as_str()), ("`L`", "4"));
+    assert!(last[2].starts_with("`latency_us` (since 1.1)"));
 }
 
 #[test]

@@ -23,6 +23,13 @@ pub enum Error {
     InputLength { expected: usize, found: usize },
     /// The output slice is shorter than the number of classes.
     OutputLength { expected: usize, found: usize },
+    /// Budget selection needs expected latencies, and no stored subnet that fits the arena
+    /// has one (the artifact has none and no calibrated table was set).
+    NoLatencies,
+    /// A latency table's length differs from the number of stored subnets.
+    LatencyTableLength { expected: usize, found: usize },
+    /// A battery policy or selection setting is invalid (says which rule).
+    BadPolicy(&'static str),
     /// A size invariant of the executor failed. Validated models never cause this; it
     /// reports a runtime bug as a value instead of a panic.
     Internal,
@@ -61,6 +68,15 @@ impl fmt::Display for Error {
                 f,
                 "output buffer has room for {found} logits, the model has {expected} classes"
             ),
+            Error::NoLatencies => write!(
+                f,
+                "no stored subnet that fits the arena has an expected latency; calibrate first"
+            ),
+            Error::LatencyTableLength { expected, found } => write!(
+                f,
+                "latency table has {found} entries, the model stores {expected} subnets"
+            ),
+            Error::BadPolicy(why) => write!(f, "invalid battery policy: {why}"),
             Error::Internal => write!(
                 f,
                 "internal size check failed (a runtime bug; please report it)"

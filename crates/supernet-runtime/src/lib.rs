@@ -4,6 +4,7 @@
 //! - [`Model`]: the validated artifact, borrowed (from a byte slice, a memory map or flash);
 //! - [`Session`]: one arena, one active subnet; switching validates a config and allocates
 //!   nothing; [`Session::run`] computes logits;
+//! - [`budget`]: choosing a stored subnet from a latency budget or a battery level;
 //! - [`plan`]: arena sizes, known before running;
 //! - [`kernels`]: the compute kernels, each with a naive reference in [`kernels::reference`].
 #![no_std]
@@ -12,12 +13,14 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod budget;
 pub mod error;
 pub mod kernels;
 pub mod model;
 pub mod plan;
 pub mod session;
 
+pub use budget::{BatteryPolicy, Clock, Selection};
 pub use error::Error;
 pub use model::Model;
 pub use session::{Active, Session, argmax, softmax};

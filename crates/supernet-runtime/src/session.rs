@@ -7,6 +7,7 @@ use supernet_format::arch::{self, STEM_KERNEL, STEM_STRIDE, head_in, slot, stem_
 use supernet_format::{Act as SpaceAct, SubnetConfig};
 
 use crate::Error;
+use crate::budget::{self, BatteryPolicy, BudgetState, Candidate, Clock, Selection};
 use crate::kernels::{self, Act};
 use crate::model::Model;
 use crate::plan::Plan;
@@ -50,6 +51,9 @@ pub struct Session<'m, 'a> {
     model: &'m Model<'a>,
     arena: &'m mut [f32],
     active: Active<'a>,
+    /// Calibrated expected latencies (one per stored subnet), replacing the artifact's.
+    latencies: Option<&'m [u32]>,
+    budget: BudgetState,
 }
 
 impl<'m, 'a> Session<'m, 'a> {
@@ -76,6 +80,8 @@ impl<'m, 'a> Session<'m, 'a> {
                 bn: BnSource::Default(model.artifact().default_bn()),
                 plan,
             },
+            latencies: None,
+            budget: BudgetState::default(),
         };
         let _ = s.select_config(&smallest);
         let largest = SubnetConfig::largest(&space);
@@ -167,6 +173,203 @@ impl<'m, 'a> Session<'m, 'a> {
             plan,
         };
         Ok(())
+    }
+
+    /// Expected latency of stored subnet `index` in microseconds: the calibrated table's if
+    /// the session has one, else the artifact's; 0 if unknown.
+    pub fn expected_latency_us(&self, index: usize) -> u32 {
+        match self.latencies {
+            Some(t) => t.get(index).copied().unwrap_or(0),
+            None => self.model.subnet(index).map_or(0, |s| s.latency_us),
+        }
+    }
+
+    /// Uses `table` (one latency in microseconds per stored subnet, 0 for unknown) instead
+    /// of the artifact's expected latencies, e.g. the output of [`Session::calibrate`].
+    pub fn set_latencies(&mut self, table: &'m [u32]) -> Result<(), Error> {
+        if table.len() != self.model.subnet_count() {
+            return Err(Error::LatencyTableLength {
+                expected: self.model.subnet_count(),
+                found: table.len(),
+            });
+        }
+        self.latencies = Some(table);
+        Ok(())
+    }
+
+    /// Goes back to the artifact's expected latencies.
+    pub fn clear_latencies(&mut self) {
+        self.latencies = None;
+    }
+
+    /// Times every stored subnet that fits the arena on `input` with `clock`: one warm-up
+    /// run, then `runs` timed runs (clamped to 1..=15); writes the median of each to
+    /// `out[index]` (at least 1 microsecond; 0 for subnets that do not fit the arena).
+    /// `logits` receives the outputs, as in [`Session::run`]. The active subnet is restored
+    /// afterwards. Pass `out` to [`Session::set_latencies`] to use it.
+    pub fn calibrate(
+        &mut self,
+        clock: &mut impl Clock,
+        input: &[f32],
+        logits: &mut [f32],
+        runs: u32,
+        out: &mut [u32],
+    ) -> Result<(), Error> {
+        let n = self.model.subnet_count();
+        if out.len() != n {
+            return Err(Error::LatencyTableLength {
+                expected: n,
+                found: out.len(),
+            });
+        }
+        // Check input and output lengths before touching `out`.
+        if input.len() != self.model.input_len() {
+            return Err(Error::InputLength {
+                expected: self.model.input_len(),
+                found: input.len(),
+            });
+        }
+        if logits.len() < self.model.classes() {
+            return Err(Error::OutputLength {
+                expected: self.model.classes(),
+                found: logits.len(),
+            });
+        }
+        let runs = runs.clamp(1, 15) as usize;
+        let saved = self.active;
+        let mut times = [0u64; 15];
+        let mut result = Ok(());
+        for (i, slot) in out.iter_mut().enumerate() {
+            if self.select_index(i).is_err() {
+                *slot = 0;
+                continue;
+            }
+            if let Err(e) = self.run(input, logits) {
+                result = Err(e);
+                break;
+            }
+            for t in times.iter_mut().take(runs) {
+                let start = clock.now_us();
+                if let Err(e) = self.run(input, logits) {
+                    result = Err(e);
+                    break;
+                }
+                *t = clock.now_us().saturating_sub(start);
+            }
+            if result.is_err() {
+                break;
+            }
+            let ts = &mut times[..runs];
+            ts.sort_unstable();
+            *slot = ts[runs / 2].clamp(1, u32::MAX as u64) as u32;
+        }
+        self.active = saved;
+        result
+    }
+
+    /// The battery policy used by [`Session::select_battery`].
+    pub fn battery_policy(&self) -> BatteryPolicy {
+        self.budget.policy
+    }
+
+    /// Replaces the battery policy (validated) and forgets the filtered level.
+    pub fn set_battery_policy(&mut self, policy: BatteryPolicy) -> Result<(), Error> {
+        policy.validate()?;
+        self.budget.policy = policy;
+        self.budget.level = None;
+        Ok(())
+    }
+
+    /// Sets the upgrade margin of latency selection in percent (default 10; at most 100).
+    pub fn set_upgrade_margin(&mut self, percent: u8) -> Result<(), Error> {
+        if percent > 100 {
+            return Err(Error::BadPolicy(
+                "upgrade margin must be at most 100 percent",
+            ));
+        }
+        self.budget.upgrade_margin_pct = percent;
+        Ok(())
+    }
+
+    fn candidate(&self, index: usize) -> Option<Candidate> {
+        let sub = self.model.subnet(index)?;
+        let latency_us = self.expected_latency_us(index);
+        (latency_us > 0 && self.model.arena_bytes(&sub.config) <= self.arena.len() * 4).then_some(
+            Candidate {
+                index,
+                accuracy: sub.accuracy,
+                latency_us,
+            },
+        )
+    }
+
+    fn candidates(&self) -> impl Iterator<Item = Candidate> + Clone + '_ {
+        (0..self.model.subnet_count()).filter_map(|i| self.candidate(i))
+    }
+
+    /// Activates the most accurate stored subnet whose expected latency fits `budget_us`,
+    /// with hysteresis (see [`crate::budget`]). If none fits, the fastest is activated and
+    /// the selection's `fits` is false. Fails with [`Error::NoLatencies`] if no stored
+    /// subnet has a known latency and fits the arena.
+    pub fn select_latency(&mut self, budget_us: u32) -> Result<Selection, Error> {
+        let current = self.active.index.and_then(|i| self.candidate(i));
+        let (chosen, fits) = budget::choose(
+            self.candidates(),
+            current,
+            budget_us,
+            self.budget.upgrade_margin_pct,
+        )
+        .ok_or(Error::NoLatencies)?;
+        let changed = self.active.index != Some(chosen.index);
+        if changed {
+            self.select_index(chosen.index)?;
+        }
+        let mut sel = self.selection();
+        sel.budget_us = budget_us;
+        sel.fits = fits;
+        sel.changed = changed;
+        Ok(sel)
+    }
+
+    /// Maps a battery level (percent; values above 100 count as 100) and a charging flag to
+    /// a latency budget through the session's [`BatteryPolicy`], then selects as
+    /// [`Session::select_latency`] does.
+    pub fn select_battery(&mut self, level: u8, charging: bool) -> Result<Selection, Error> {
+        let (mut fastest, mut slowest) = (u32::MAX, 0u32);
+        for c in self.candidates() {
+            fastest = fastest.min(c.latency_us);
+            slowest = slowest.max(c.latency_us);
+        }
+        if slowest == 0 {
+            return Err(Error::NoLatencies);
+        }
+        let level = self.budget.filter_level(level, charging);
+        // Headroom so that the full budget also upgrades to the slowest subnet.
+        let margin = self.budget.upgrade_margin_pct as u64;
+        let top = (slowest as u64 * (100 + margin))
+            .div_ceil(100)
+            .min(u32::MAX as u64) as u32;
+        let budget_us = self.budget.policy.budget_us(level, charging, fastest, top);
+        self.select_latency(budget_us)
+    }
+
+    /// What is active now: its table position and id if it is a stored subnet, its stored
+    /// accuracy (NaN if not stored or unknown), costs, arena bytes and expected latency.
+    pub fn selection(&self) -> Selection {
+        let cost = self.model.cost(&self.active.config);
+        let stored = self.active.index.and_then(|i| self.model.subnet(i));
+        Selection {
+            index: self.active.index,
+            id: self.active.id,
+            accuracy: stored.map_or(f32::NAN, |s| s.accuracy),
+            macs: cost.macs,
+            params: cost.params,
+            arena_bytes: self.active.plan.bytes() as u32,
+            latency_us: self.active.index.map_or(0, |i| self.expected_latency_us(i)),
+            budget_us: 0,
+            fits: true,
+            changed: false,
+        }
     }
 
     /// Runs the active subnet on one input (CHW, `model.input_len()` values, already

@@ -43,6 +43,7 @@ fn artifact() -> Vec<u8> {
         name: name.into(),
         accuracy: 0.5,
         arena_bytes: 0,
+        latency_us: 0,
         config,
         bn: values(100 + id as u64, bn_set_len(&sp, &config), 1.0)
             .iter()
