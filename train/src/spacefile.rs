@@ -14,6 +14,7 @@ use supernet_format::{Act, Space};
 pub const PRESETS: &[(&str, &str)] = &[
     ("w1.0", include_str!("../presets/w1.0.toml")),
     ("w0.5", include_str!("../presets/w0.5.toml")),
+    ("micro", include_str!("../presets/micro.toml")),
 ];
 
 /// A parsed space file; dataset-dependent fields may be missing.
@@ -199,9 +200,64 @@ mod tests {
                 .build(FMNIST, name)
                 .unwrap();
             assert_eq!((s.in_channels, s.resolution, s.classes), (1, 28, 10));
-            assert_eq!(s.n_slots(), 20);
+            assert_eq!(s.n_stages, 5);
+            let slots = if *name == "micro" { 15 } else { 20 };
+            assert_eq!(s.n_slots(), slots, "{name}");
         }
         assert!(SpaceFile::preset("nope").unwrap_err().contains("w1.0"));
+    }
+
+    /// The micro preset fits a microcontroller: the whole artifact at most 1 MB (10^6 bytes)
+    /// and the largest subnet's arena at most 128 KiB. The artifact bound is the worst case
+    /// of `supernet train`'s default of 6 stored subnets: every stored BN set as long as the
+    /// largest subnet's, and 1 KiB of provenance.
+    #[test]
+    fn micro_preset_fits_a_microcontroller() {
+        use supernet_format::arch::{self, cost, default_bn_len};
+        use supernet_format::writer::{ArtifactWriter, SubnetEntry};
+        use supernet_format::{Prep, SubnetConfig};
+        use supernet_runtime::plan::Plan;
+
+        let space = SpaceFile::preset("micro")
+            .unwrap()
+            .build(FMNIST, "micro")
+            .unwrap();
+        assert_eq!((space.ks.len(), space.e.len(), space.d.len()), (3, 3, 3));
+        let largest = SubnetConfig::largest(&space);
+        let arena = Plan::new(&space, None).bytes();
+        assert!(arena <= 128 * 1024, "largest subnet's arena {arena} bytes");
+        assert_eq!(arena, Plan::new(&space, Some(&largest)).bytes());
+
+        let bn = vec![0.0f32; default_bn_len(&space)];
+        let writer = ArtifactWriter {
+            space,
+            prep: Prep::new(1.0 / 255.0, &[0.5], &[0.5]).unwrap(),
+            tensors: arch::tensors(&space).map(|t| vec![0.0; t.len()]).collect(),
+            default_bn: bn.clone(),
+            subnets: (0..6)
+                .map(|id| SubnetEntry {
+                    id,
+                    name: "macs-1.23M".into(),
+                    accuracy: 0.5,
+                    arena_bytes: arena as u32,
+                    latency_us: 1,
+                    config: largest,
+                    bn: bn.clone(),
+                })
+                .collect(),
+            meta: Some("x".repeat(1024)),
+        };
+        let bytes = writer.to_bytes().unwrap().len();
+        assert!(bytes <= 1_000_000, "worst-case artifact {bytes} bytes");
+        // The stored parameters (every shared tensor, all kernel sizes) take most of it.
+        let stored: usize = arch::tensors(&space).map(|t| t.len()).sum();
+        assert!(
+            4 * stored < bytes && stored < 250_000,
+            "{stored} stored weights"
+        );
+        let big = cost(&space, &largest);
+        let small = cost(&space, &SubnetConfig::smallest(&space));
+        assert!(big.params as usize <= stored && small.macs < big.macs / 3);
     }
 
     #[test]
