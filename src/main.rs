@@ -7,6 +7,7 @@ mod info_cmd;
 mod modelfile;
 mod npy;
 mod run_cmd;
+mod switch_cmd;
 mod train_cmd;
 
 use std::path::PathBuf;
@@ -40,6 +41,24 @@ enum Command {
     ImportOfa(import_cmd::ImportArgs),
     /// Run one subnet on inputs from a .npy file and print logits and classes.
     Run(run_cmd::RunArgs),
+    /// Time the stored subnets here, then switch between them as a simulated battery
+    /// drains and a latency budget tightens, running test images at each step.
+    Switch(SwitchArgs),
+}
+
+#[derive(Args)]
+struct SwitchArgs {
+    /// The artifact (.snet).
+    model: PathBuf,
+    /// Directory with the IDX test files (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]).
+    #[arg(long)]
+    data: PathBuf,
+    /// Test images run at each step (the first N of the test split).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    images: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -101,6 +120,7 @@ fn run() -> anyhow::Result<()> {
             import_cmd::run(a)
         }
         Command::Run(a) => run_cmd::run(a),
+        Command::Switch(a) => switch_cmd::run(&a.model, &a.data, a.images, a.json),
     }
 }
 

@@ -23,6 +23,7 @@ use supernet_train::trainer::{Budget, Progress, TrainOptions, train};
 
 use crate::eval_cmd;
 use crate::modelfile::ModelFile;
+use crate::switch_cmd;
 
 /// `println!` that ignores a closed or failing stdout: training goes on and the artifact is
 /// still written when the output is piped into `head` or a full disk.
@@ -47,8 +48,9 @@ pub struct TrainArgs {
     /// Where to write the artifact (refuses to replace an existing file without --force).
     #[arg(long, value_name = "MODEL")]
     out: PathBuf,
-    /// A shipped search space: w0.5 (OFA MobileNetV3 at width 0.5, the default) or w1.0
-    /// (the original width).
+    /// A shipped search space: w0.5 (OFA MobileNetV3 at width 0.5, the default), w1.0 (the
+    /// original width) or micro (narrow stages and head, depth 1-3: under 1 MB and a 128 KB
+    /// arena, for microcontrollers).
     #[arg(long, value_name = "NAME", conflicts_with = "space")]
     preset: Option<String>,
     /// A search space file (TOML; see train/presets/*.toml for the keys).
@@ -420,6 +422,21 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     say!(
         "{}",
         eval_cmd::table(&results, space.max_depth, n).trim_end()
+    );
+
+    // The run-time side: one session switching between the stored subnets
+    let images = n.min(300);
+    let t = Instant::now();
+    let (latencies, steps) = switch_cmd::demo(&model, &test, images)?;
+    say!(
+        "switching subnets at run time in one session ({:.1} s; also: supernet switch {} --data {}):",
+        t.elapsed().as_secs_f64(),
+        a.out.display(),
+        a.data.display()
+    );
+    say!(
+        "{}",
+        switch_cmd::table(&model, &latencies, &steps, images).trim_end()
     );
     say!("total {:.1} s", t_all.elapsed().as_secs_f64());
     Ok(())

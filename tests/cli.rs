@@ -130,6 +130,62 @@ fn eval_json_has_the_documented_fields() {
     }
 }
 
+/// `supernet switch` (and the end of the main job): one session calibrated on this machine
+/// switches as the battery drains and the latency budget tightens.
+#[test]
+fn switch_follows_the_battery_and_the_latency_budget() {
+    let (model, log) = trained();
+    assert!(log.contains("switching subnets at run time"), "{log}");
+    let o = bin()
+        .arg("switch")
+        .arg(model)
+        .arg("--data")
+        .arg(data())
+        .args(["--json", "--images", "20"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lat: Vec<u64> = v["calibrated_latency_us"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(lat.len(), 4);
+    assert!(lat.iter().all(|&t| t > 0), "{lat:?}");
+    let steps = v["steps"].as_array().unwrap();
+    let battery: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|s| s["kind"] == "battery" && s["charging"] == false)
+        .collect();
+    let latency: Vec<&serde_json::Value> =
+        steps.iter().filter(|s| s["kind"] == "latency").collect();
+    assert!(battery.len() >= 10 && latency.len() >= 4, "{v}");
+    // draining: the expected latency of the active subnet never grows; the empty battery
+    // runs the fastest stored subnet
+    let expected = |s: &serde_json::Value| s["expected_us"].as_u64().unwrap();
+    for w in battery.windows(2) {
+        assert!(expected(w[1]) <= expected(w[0]), "{v}");
+    }
+    assert_eq!(expected(battery.last().unwrap()), *lat.iter().min().unwrap());
+    // a tightening budget: every step fits, or is flagged and runs the fastest
+    for s in &latency {
+        let fits = s["fits"].as_bool().unwrap();
+        assert_eq!(fits, expected(s) <= s["budget_us"].as_u64().unwrap(), "{s}");
+        if !fits {
+            assert_eq!(expected(s), *lat.iter().min().unwrap(), "{s}");
+        }
+        let acc = s["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    let ids: std::collections::BTreeSet<u64> = steps
+        .iter()
+        .map(|s| s["subnet"]["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.len() >= 2, "{v}");
+}
+
 #[test]
 fn info_shows_space_and_subnets() {
     let (model, _) = trained();
