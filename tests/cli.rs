@@ -168,7 +168,10 @@ fn switch_follows_the_battery_and_the_latency_budget() {
     for w in battery.windows(2) {
         assert!(expected(w[1]) <= expected(w[0]), "{v}");
     }
-    assert_eq!(expected(battery.last().unwrap()), *lat.iter().min().unwrap());
+    assert_eq!(
+        expected(battery.last().unwrap()),
+        *lat.iter().min().unwrap()
+    );
     // a tightening budget: every step fits, or is flagged and runs the fastest
     for s in &latency {
         let fits = s["fits"].as_bool().unwrap();

@@ -438,11 +438,15 @@ fn the_standard_space_round_trips() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SUPERNET_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000),
+        .. ProptestConfig::default()
+    })]
 
     /// Bit flips, byte edits and truncations, with the checksum resealed half of the time
     /// so that the checks behind it are reached: the reader never panics, and whatever it
-    /// accepts can be read in full.
+    /// accepts can be read in full. A longer run:
+    /// `SUPERNET_FUZZ_CASES=100000 cargo test --release -p supernet-format --test artifact mutations`.
     #[test]
     fn mutations_never_panic(
         flips in prop::collection::vec((0usize..100_000, 0u8..8), 1..6),
