@@ -531,8 +531,8 @@ sn_status sn_session_select_battery(sn_session *session, uint32_t level_percent,
 sn_status sn_session_run(sn_session *session, const float *input, size_t input_len, float *logits, size_t logits_len, size_t *out_class);
 
 /**
- * Times every stored subnet that fits the arena on `input` with `clock` (one warm-up run,
- * then the median of `runs` runs, `runs` clamped to 1..15) and uses the result as the
+ * Times every stored subnet that fits the arena on `input` with `clock` (a warm-up run of
+ * every subnet, then per subnet the median of `runs` runs, `runs` clamped to 1..15) and uses the result as the
  * session's expected latencies from now on; subnets that do not fit the arena get 0
  * (never selected by budget). The active subnet is kept. `sn_session_get_latencies` reads
  * the table (e.g. to store it and restore it with `sn_session_set_latencies` at the next

@@ -470,8 +470,8 @@ pub unsafe extern "C" fn sn_session_run(
     unsafe { with_session(session, call) }
 }
 
-/// Times every stored subnet that fits the arena on `input` with `clock` (one warm-up run,
-/// then the median of `runs` runs, `runs` clamped to 1..15) and uses the result as the
+/// Times every stored subnet that fits the arena on `input` with `clock` (a warm-up run of
+/// every subnet, then per subnet the median of `runs` runs, `runs` clamped to 1..15) and uses the result as the
 /// session's expected latencies from now on; subnets that do not fit the arena get 0
 /// (never selected by budget). The active subnet is kept. `sn_session_get_latencies` reads
 /// the table (e.g. to store it and restore it with `sn_session_set_latencies` at the next

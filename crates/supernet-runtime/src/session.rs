@@ -202,8 +202,10 @@ impl<'m, 'a> Session<'m, 'a> {
         self.latencies = None;
     }
 
-    /// Times every stored subnet that fits the arena on `input` with `clock`: one warm-up
-    /// run, then `runs` timed runs (clamped to 1..=15); writes the median of each to
+    /// Times every stored subnet that fits the arena on `input` with `clock`: a warm-up run
+    /// of every subnet (the first runs after a pause are slower, and would otherwise be
+    /// charged to the first subnet), then per subnet one more warm-up run and `runs` timed
+    /// runs (clamped to 1..=15); writes the median of each to
     /// `out[index]` (at least 1 microsecond; 0 for subnets that do not fit the arena).
     /// `logits` receives the outputs, as in [`Session::run`]. The active subnet is restored
     /// afterwards. Pass `out` to [`Session::set_latencies`] to use it.
@@ -239,6 +241,15 @@ impl<'m, 'a> Session<'m, 'a> {
         let saved = self.active;
         let mut times = [0u64; 15];
         let mut result = Ok(());
+        // Warm-up pass over every subnet first (see above).
+        for i in 0..n {
+            if self.select_index(i).is_ok()
+                && let Err(e) = self.run(input, logits)
+            {
+                self.active = saved;
+                return Err(e);
+            }
+        }
         for (i, slot) in out.iter_mut().enumerate() {
             if self.select_index(i).is_err() {
                 *slot = 0;
