@@ -273,8 +273,8 @@ pub fn run(a: TrainArgs, threads: usize) -> anyhow::Result<()> {
     say!(
         "training: {}, batch {}, {} threads, sandwich rule (largest on labels; smallest + {} random on its soft outputs)",
         match budget {
-            Budget::Epochs(e) => format!("{e} epochs"),
-            Budget::Minutes(m) => format!("{m} minutes"),
+            Budget::Epochs(e) => format!("{e} epoch{}", if e == 1.0 { "" } else { "s" }),
+            Budget::Minutes(m) => format!("{m} minute{}", if m == 1.0 { "" } else { "s" }),
         },
         opts.batch_size,
         threads,

@@ -7,7 +7,7 @@
  *   example [MODEL] [DATA_DIR] [IMAGES_PER_STEP]
  *
  * Defaults: ../models/fmnist-micro.snet, ../../data/fashion-mnist, 100. */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200809L
 #include <time.h>
 
 #include "common.h"
@@ -68,8 +68,8 @@ static void print_step(const char *what, sn_status st, const sn_selection *sel,
 int main(int argc, char **argv) {
     const char *model_path = argc > 1 ? argv[1] : "../models/fmnist-micro.snet";
     const char *data_dir = argc > 2 ? argv[2] : "../../data/fashion-mnist";
-    size_t per_step = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 100;
-    if (per_step == 0) per_step = 1;
+    size_t per_step = argc > 3 ? parse_count("IMAGES_PER_STEP", argv[3], 100000) : 100;
+    if (per_step == 0) return 2;
     int rc = 1;
     uint8_t *bytes = NULL, *pixels = NULL, *labels = NULL;
     float *inputs = NULL, *logits = NULL;
@@ -108,10 +108,22 @@ int main(int argc, char **argv) {
                 info.in_channels, info.resolution, info.resolution);
         goto done;
     }
+    if (n < per_step)
+        printf("the test split holds %zu images: using all of them at each step\n", n);
+    for (size_t i = 0; i < n; i++) {
+        if (labels[i] >= info.classes) {
+            fprintf(stderr, "error: %s: test label %u (image %zu) but the model has %u classes\n",
+                    data_dir, labels[i], i, info.classes);
+            goto done;
+        }
+    }
     inputs = malloc(n * info.input_len * sizeof *inputs);
     logits = malloc(info.classes * sizeof *logits);
     arena = aligned_alloc(SN_STORAGE_ALIGN, round_up(info.session_arena_bytes, SN_STORAGE_ALIGN));
-    if (!inputs || !logits || !arena) goto done;
+    if (!inputs || !logits || !arena) {
+        fprintf(stderr, "error: out of memory\n");
+        goto done;
+    }
     for (size_t i = 0; i < n; i++) {
         st = sn_model_preprocess_u8(model, pixels + i * info.input_len, info.input_len,
                                     inputs + i * info.input_len, info.input_len);
@@ -176,14 +188,14 @@ int main(int argc, char **argv) {
         snprintf(what, sizeof what, "budget %6u us", budget);
         print_step(what, st, &sel, model, acc, us, cls, labels[0]);
     }
-    /* Any config of the space runs too, stored or not (here the largest stored one's). */
+    /* Any config of the space runs too, stored or not (here the last stored one's, as text). */
     char config[SN_CONFIG_TEXT_BYTES];
     size_t config_len;
     sn_model_get_subnet_config(model, info.subnet_count - 1, config, sizeof config, &config_len);
     st = sn_session_select_config(session, config, config_len, &sel);
     if (st != SN_OK) goto fail;
     if ((acc = run_batch(&r, &us, &cls)) < 0) goto done;
-    print_step("config of the last", st, &sel, model, acc, us, cls, labels[0]);
+    print_step("config text of the last", st, &sel, model, acc, us, cls, labels[0]);
     rc = 0;
     goto done;
 fail: {

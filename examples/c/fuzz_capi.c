@@ -7,6 +7,7 @@
  * outside them is reported. Exits 1 on an unexpected status.
  *
  *   fuzz_capi MODEL [ITERATIONS=1000] [SEED=1] */
+#define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15u;
@@ -124,11 +125,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s MODEL [ITERATIONS] [SEED]\n", argv[0]);
         return 2;
     }
-    unsigned long iters = argc > 2 ? strtoul(argv[2], NULL, 10) : 1000;
-    rng ^= (argc > 3 ? strtoull(argv[3], NULL, 10) : 1) * 0x2545F4914F6CDD1Du;
+    unsigned long iters = argc > 2 ? parse_count("ITERATIONS", argv[2], 1000000000ul) : 1000;
+    unsigned long seed = argc > 3 ? parse_count("SEED", argv[3], 1000000000ul) : 1;
+    if (iters == 0 || seed == 0) return 2;
+    rng ^= seed * 0x2545F4914F6CDD1Du;
     size_t len;
     uint8_t *orig = read_file(argv[1], &len);
     if (!orig) return 2;
+    {
+        /* The mutations read the header and section table of the original: it must load. */
+        char why[256];
+        if (sn_model_check(orig, len, why, sizeof why) != SN_OK) {
+            fprintf(stderr, "error: %s is not a valid artifact to mutate: %s\n", argv[1], why);
+            free(orig);
+            return 2;
+        }
+    }
     static _Alignas(SN_STORAGE_ALIGN) uint8_t storage[SN_MODEL_STORAGE_BYTES];
     unsigned long counts[64] = {0}, loaded = 0, runs = 0, bad = 0;
     uint8_t *work = malloc(len);

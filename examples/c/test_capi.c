@@ -5,6 +5,7 @@
  * valgrind by `make check`.
  *
  *   test_capi MODEL */
+#define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
 static int failures = 0, checks = 0;

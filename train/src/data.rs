@@ -96,6 +96,13 @@ impl fmt::Display for DataError {
             DataError::Gzip { path, source } => {
                 write!(f, "{}: corrupt gzip data: {source}", path.display())
             }
+            DataError::NoDirectory { dir } if dir.exists() => {
+                write!(
+                    f,
+                    "{}: not a directory (--data takes the dataset's directory)",
+                    dir.display()
+                )
+            }
             DataError::NoDirectory { dir } => {
                 write!(f, "{}: no such data directory", dir.display())
             }
@@ -1173,6 +1180,10 @@ mod tests {
             e.to_string(),
             "/nonexistent-supernet-data: no such data directory"
         );
+        // a file where the directory should be
+        let e = Dataset::load(Path::new("Cargo.toml"), Split::Test).unwrap_err();
+        assert!(matches!(e, DataError::NoDirectory { .. }));
+        assert!(e.to_string().contains("Cargo.toml: not a directory"), "{e}");
     }
 
     #[test]
