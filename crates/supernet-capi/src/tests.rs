@@ -13,29 +13,14 @@ use supernet_format::artifact::checksum;
 use supernet_format::writer::{ArtifactWriter, SubnetEntry};
 use supernet_format::{
     ConfigError, FormatError, HDR_CHECKSUM, HDR_SECTION_COUNT, HDR_SECTION_TABLE, Prep,
-    SECTION_ENTRY_LEN, Space, SubnetConfig,
+    SECTION_ENTRY_LEN, SubnetConfig,
 };
 use supernet_runtime::{Error, Model, Session};
+use supernet_testkit::{space, values};
 
 use crate::model::*;
 use crate::session::*;
 use crate::status::{ALL, Failure, SnStatus, runtime_status, sn_status_message};
-
-fn space() -> Space {
-    Space::ofa_mobilenet_v3(0.35, 1, 16, 4).unwrap()
-}
-
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 /// Three stored subnets (ids 7, 8, 9) with latencies 100, 200, 300 us.
 fn artifact() -> Vec<u8> {

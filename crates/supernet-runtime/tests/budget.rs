@@ -4,24 +4,9 @@
 use proptest::prelude::*;
 use supernet_format::arch::{bn_set_len, default_bn_len, tensors};
 use supernet_format::writer::{AlignedBytes, ArtifactWriter, SubnetEntry};
-use supernet_format::{Prep, Space, SubnetConfig};
+use supernet_format::{Prep, SubnetConfig};
 use supernet_runtime::{BatteryPolicy, Error, Model, Session};
-
-fn space() -> Space {
-    Space::ofa_mobilenet_v3(0.35, 1, 16, 4).unwrap()
-}
-
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
+use supernet_testkit::{space, values};
 
 /// Distinct configs: the smallest with the first `i` stages one block deeper.
 fn config(i: usize) -> SubnetConfig {

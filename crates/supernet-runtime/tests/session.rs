@@ -7,28 +7,13 @@ use supernet_format::artifact::checksum;
 use supernet_format::writer::{AlignedBytes, ArtifactWriter, SubnetEntry};
 use supernet_format::{ConfigError, Field, HDR_CHECKSUM, Prep, Space, SubnetConfig};
 use supernet_runtime::{Error, Model, Session};
-
-fn space() -> Space {
-    Space::ofa_mobilenet_v3(0.35, 1, 16, 4).unwrap()
-}
-
-fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
-        })
-        .collect()
-}
+use supernet_testkit::{space, values};
 
 fn artifact() -> Vec<u8> {
     let sp = space();
     let tensors = tensors(&sp)
         .enumerate()
-        .map(|(i, t)| values(i as u64, t.len(), 0.5))
+        .map(|(i, t)| values(i as u64, t.len()).iter().map(|v| v * 0.5).collect())
         .collect();
     let mut mixed = SubnetConfig::largest(&sp);
     mixed.ks_mut()[0] = 3;
@@ -45,7 +30,7 @@ fn artifact() -> Vec<u8> {
         arena_bytes: 0,
         latency_us: 0,
         config,
-        bn: values(100 + id as u64, bn_set_len(&sp, &config), 1.0)
+        bn: values(100 + id as u64, bn_set_len(&sp, &config))
             .iter()
             .map(|v| v + 1.0)
             .collect(),
@@ -55,7 +40,7 @@ fn artifact() -> Vec<u8> {
         space: sp,
         prep: Prep::new(1.0 / 255.0, &[0.5], &[0.25]).unwrap(),
         tensors,
-        default_bn: values(7, default_bn_len(&sp), 1.0)
+        default_bn: values(7, default_bn_len(&sp))
             .iter()
             .map(|v| v + 1.0)
             .collect(),
@@ -135,7 +120,10 @@ fn stored_configs_use_their_own_bn_and_others_the_default() {
     let sp = *model.space();
     let mut arena = vec![0f32; model.max_arena_len()];
     let mut s = Session::new(&model, &mut arena).unwrap();
-    let input: Vec<f32> = values(3, model.input_len(), 2.0);
+    let input: Vec<f32> = values(3, model.input_len())
+        .iter()
+        .map(|v| v * 2.0)
+        .collect();
     let mut a = [0f32; 4];
     let mut b = [0f32; 4];
     s.select_subnet(1).unwrap();
