@@ -193,6 +193,22 @@ impl SnSession {
     fn subnets(&self) -> usize {
         self.session.model().subnet_count()
     }
+
+    /// Checks a caller's latency table (NULL only if there are no stored subnets; one
+    /// entry per stored subnet) and returns its length.
+    fn latency_table_len(&self, is_null: bool, len: usize) -> Result<usize, Failure> {
+        let n = self.subnets();
+        if is_null && n > 0 {
+            return Err(Failure::NullPointer);
+        }
+        if len != n {
+            return Err(Failure::Runtime(Error::LatencyTableLength {
+                expected: n,
+                found: len,
+            }));
+        }
+        Ok(n)
+    }
 }
 
 /// Runs `f` on a checked session; a failure is remembered for `sn_session_get_last_error`.
@@ -344,16 +360,7 @@ pub unsafe extern "C" fn sn_session_select_index(
 ) -> SnStatus {
     let call = |s: &mut SnSession| {
         let out = Out::optional(out)?;
-        report(s, out, |se| {
-            let index = if index < se.model().subnet_count() {
-                index
-            } else {
-                return Err(Error::UnknownSubnet {
-                    id: index.min(u32::MAX as usize) as u32,
-                });
-            };
-            se.select_index(index).map(|()| None)
-        })
+        report(s, out, |se| se.select_index(index).map(|()| None))
     };
     // SAFETY: handle contract.
     unsafe { with_session(session, call) }
@@ -529,16 +536,7 @@ pub unsafe extern "C" fn sn_session_get_latencies(
     crate::status::status_of((|| {
         // SAFETY: handle contract.
         let s = unsafe { SnSession::from_handle(session)? };
-        let n = s.subnets();
-        if out.is_null() && n > 0 {
-            return Err(Failure::NullPointer);
-        }
-        if out_len != n {
-            return Err(Failure::Runtime(Error::LatencyTableLength {
-                expected: n,
-                found: out_len,
-            }));
-        }
+        let n = s.latency_table_len(out.is_null(), out_len)?;
         // SAFETY: buffer contract.
         let out = unsafe { slice_out(out, n)? };
         for (i, o) in out.iter_mut().enumerate() {
@@ -558,16 +556,7 @@ pub unsafe extern "C" fn sn_session_set_latencies(
     table_len: usize,
 ) -> SnStatus {
     let call = |s: &mut SnSession| {
-        let n = s.subnets();
-        if table.is_null() && n > 0 {
-            return Err(Failure::NullPointer);
-        }
-        if table_len != n {
-            return Err(Failure::Runtime(Error::LatencyTableLength {
-                expected: n,
-                found: table_len,
-            }));
-        }
+        let n = s.latency_table_len(table.is_null(), table_len)?;
         // SAFETY: buffer contract.
         let given = unsafe { slice_in(table, n)? };
         s.session.clear_latencies();

@@ -120,10 +120,9 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Activates stored subnet `index` (table position) with its own BN.
     pub fn select_index(&mut self, index: usize) -> Result<(), Error> {
-        let sub = self
-            .model
-            .subnet(index)
-            .ok_or(Error::UnknownSubnet { id: index as u32 })?;
+        let sub = self.model.subnet(index).ok_or(Error::UnknownSubnet {
+            id: index.min(u32::MAX as usize) as u32,
+        })?;
         self.activate(sub.config, Some((sub.id, index)), BnSource::Own(sub.bn))
     }
 
