@@ -176,12 +176,12 @@ pub fn steps_json(latencies: &[u32], steps: &[Step]) -> serde_json::Value {
 
 /// `supernet switch MODEL --data DIR [--images N] [--json]`.
 pub fn run(model_path: &Path, data: &Path, images: usize, as_json: bool) -> anyhow::Result<()> {
-    let file = ModelFile::open(model_path)?;
-    let model = file.model(model_path)?;
-    let test = Dataset::load(data, Split::Test)?;
     if images == 0 {
         bail!("--images must be at least 1");
     }
+    let file = ModelFile::open(model_path)?;
+    let model = file.model(model_path)?;
+    let test = Dataset::load(data, Split::Test)?;
     let (latencies, steps) = demo(&model, &test, images)?;
     if as_json {
         let mut v = steps_json(&latencies, &steps);

@@ -164,8 +164,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], replace: bool) -> Result<(), Expo
     }
 }
 
-/// Times every stored subnet of `w` through the runtime on this machine (one warm-up run,
-/// then the median of `runs` runs, one thread) and stores the result as its expected
+/// Times every stored subnet of `w` through the runtime on this machine
+/// ([`supernet_runtime::Session::calibrate`]: warm-up runs, then the median of `runs` runs,
+/// one thread) and stores the result as its expected
 /// latency (FORMAT.md 5.6, `latency_us`). Devices replace these figures by their own
 /// calibration; on the writer's machine they rank the subnets by real speed.
 pub fn measure_latencies(w: &mut ArtifactWriter, runs: u32) -> Result<(), ExportError> {

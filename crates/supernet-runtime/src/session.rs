@@ -242,9 +242,10 @@ impl<'m, 'a> Session<'m, 'a> {
         let mut result = Ok(());
         // Warm-up pass over every subnet first (see above).
         for i in 0..n {
-            if self.select_index(i).is_ok()
-                && let Err(e) = self.run(input, logits)
-            {
+            if self.select_index(i).is_err() {
+                continue;
+            }
+            if let Err(e) = self.run(input, logits) {
                 self.active = saved;
                 return Err(e);
             }
